@@ -1,0 +1,91 @@
+import Crypto
+
+/// The two signature schemes a receipt can be requested in.
+public enum SigningAlgo: String, Sendable, CaseIterable {
+    case ecdsa
+    case ed25519
+
+    /// Parses `ecdsa`/`ed25519` in any letter case, as clients send them in headers and query strings.
+    public init?(caseInsensitive text: String) {
+        self.init(rawValue: text.lowercased())
+    }
+}
+
+/// The instance's two signing keys, created once at start-up, held in memory only.
+public struct SigningKeys: Sendable {
+    public let secp256k1: Secp256k1PrivateKey
+    public let ed25519: Curve25519.Signing.PrivateKey
+    /// EIP-55 address of the secp256k1 key.
+    public let ecdsaAddress: String
+    /// The 20 raw address bytes (attestation report data binds these).
+    public let ecdsaAddressBytes: [UInt8]
+    /// 64-byte x‖y public key, lowercase hex.
+    public let ecdsaPublicKeyHex: String
+    /// The 32-byte Ed25519 public key, lowercase hex.
+    public let ed25519Address: String
+
+    /// Two fresh keys from the system's cryptographic RNG.
+    public init() {
+        self.init(secp256k1: Secp256k1PrivateKey(), ed25519: Curve25519.Signing.PrivateKey())
+    }
+
+    /// Known keys (tests and vectors).
+    public init(secp256k1: Secp256k1PrivateKey, ed25519: Curve25519.Signing.PrivateKey) {
+        self.secp256k1 = secp256k1
+        self.ed25519 = ed25519
+        let addressBytes = EthereumAddress.bytes(of: secp256k1.publicKey)
+        self.ecdsaAddressBytes = addressBytes
+        self.ecdsaAddress = EthereumAddress.checksummed(addressBytes)
+        self.ecdsaPublicKeyHex = Hex.encode(secp256k1.publicKey.raw64)
+        self.ed25519Address = Hex.encode(ed25519.publicKey.rawRepresentation)
+    }
+
+    /// The signing address a client verifies `algo` signatures against.
+    public func address(for algo: SigningAlgo) -> String {
+        switch algo {
+        case .ecdsa: ecdsaAddress
+        case .ed25519: ed25519Address
+        }
+    }
+
+    /// The public key clients encrypt to (`X-Model-Pub-Key`), lowercase hex.
+    public func publicKeyHex(for algo: SigningAlgo) -> String {
+        switch algo {
+        case .ecdsa: ecdsaPublicKeyHex
+        case .ed25519: ed25519Address
+        }
+    }
+
+    /// EIP-191 `personal_sign` of the UTF-8 text: `0x` + r‖s‖v hex (130 digits).
+    public func signECDSA(_ text: String) -> String {
+        let digest = EIP191.digest(Array(text.utf8))
+        do {
+            return "0x" + Hex.encode(try secp256k1.signRecoverable(digest: digest))
+        } catch {
+            // The key was validated at creation and the digest is 32 bytes; libsecp256k1 cannot refuse.
+            preconditionFailure("secp256k1 signing failed: \(error)")
+        }
+    }
+
+    /// Ed25519 over the UTF-8 text: 128 hex digits, no prefix.
+    ///
+    /// swift-crypto on Linux signs with BoringSSL's deterministic RFC 8032 Ed25519 (CryptoKit on
+    /// Apple platforms randomises), so the same text gives the same signature here.
+    public func signEd25519(_ text: String) -> String {
+        do {
+            return Hex.encode(try ed25519.signature(for: Array(text.utf8)))
+        } catch {
+            preconditionFailure("Ed25519 signing failed: \(error)")
+        }
+    }
+}
+
+extension SigningKeys: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "SigningKeys(ecdsa: \(ecdsaAddress), ed25519: \(ed25519Address), private keys redacted)"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["ecdsaAddress": ecdsaAddress, "ed25519Address": ed25519Address], displayStyle: .struct)
+    }
+}
