@@ -81,6 +81,7 @@ let package = Package(
             name: "DevStubs",
             dependencies: [
                 "JSON",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

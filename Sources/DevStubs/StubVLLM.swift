@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -23,13 +24,15 @@ public final class StubVLLM: Sendable {
 
     private let recorded = Mutex<[Recorded]>([])
     private let waiting = Mutex<Double>(0)
-    private let counter = Atomic<Int>(0)
+    private let cancelled = Atomic<Int>(0)
 
     public init() {}
 
     /// Requests received so far, oldest first.
     public var requests: [Recorded] { recorded.withLock { $0 } }
     public func reset() { recorded.withLock { $0.removeAll() } }
+    /// Streams that ended because the reader went away (the proxy cancelled its upstream request).
+    public var cancelledStreams: Int { cancelled.load(ordering: .relaxed) }
     /// The `vllm:num_requests_waiting` value `/metrics` reports.
     public func setWaiting(_ value: Double) { waiting.withLock { $0 = value } }
 
@@ -100,13 +103,19 @@ public final class StubVLLM: Sendable {
         if model.hasPrefix("stub-error-"), let code = Int(model.dropFirst("stub-error-".count)) {
             return Self.json(
                 .init(code: code),
-                ["object": "error", "message": .string("stub error \(code)"), "type": "BadRequestError", "param": nil,
-                 "code": .integer(code)])
+                [
+                    "object": "error", "message": .string("stub error \(code)"), "type": "BadRequestError",
+                    "param": nil,
+                    "code": .integer(code),
+                ])
         }
         if model.hasPrefix("stub-slow-"), let ms = Int(model.dropFirst("stub-slow-".count)) {
             try await Task.sleep(for: .milliseconds(ms))
         }
-        let id = (chat ? "chatcmpl-stub-" : "cmpl-stub-") + String(counter.add(1, ordering: .relaxed).newValue)
+        // Deterministic answers (id from the body, fixed `created`) let a test compare the proxy's bytes with
+        // the stub's own answer to the same request.
+        let digest = SHA256.hash(data: bytes).prefix(12).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let id = (chat ? "chatcmpl-stub-" : "cmpl-stub-") + digest
         let reply = "Echo: " + Self.lastText(body, chat: chat)
         let reasoning = model.contains("reasoning") ? "Thinking about: \(Self.lastText(body, chat: chat))" : nil
         if body["stream"] == .bool(true) {
@@ -128,14 +137,16 @@ public final class StubVLLM: Sendable {
             .ok,
             [
                 "id": .string(id), "object": chat ? "chat.completion" : "text_completion",
-                "created": .integer(Int(Date().timeIntervalSince1970)), "model": .string(model),
+                "created": .integer(Self.created), "model": .string(model),
                 "choices": [.object(choice)],
-                "usage": ["prompt_tokens": 5, "completion_tokens": .integer(words), "total_tokens": .integer(words + 5)],
+                "usage": [
+                    "prompt_tokens": 5, "completion_tokens": .integer(words), "total_tokens": .integer(words + 5),
+                ],
             ])
     }
 
     private func stream(id: String, model: String, reply: String, reasoning: String?, chat: Bool) -> Response {
-        let created = Int(Date().timeIntervalSince1970)
+        let created = Self.created
         @Sendable func chunk(_ delta: JSONObject?, text: String?, finish: String?) -> ByteBuffer {
             var choice: JSONObject = ["index": 0, "logprobs": nil, "finish_reason": finish.map { .string($0) } ?? nil]
             if chat { choice["delta"] = .object(delta ?? [:]) } else { choice["text"] = .string(text ?? "") }
@@ -151,24 +162,32 @@ public final class StubVLLM: Sendable {
         let (count, delay): (Int, Duration) =
             model == "stub-long" ? (2000, .milliseconds(5)) : (1, .zero)
         let stall = model == "stub-stall"
+        @Sendable func write(_ writer: inout any ResponseBodyWriter) async throws {
+            if chat { try await writer.write(chunk(["role": "assistant", "content": ""], text: nil, finish: nil)) }
+            if stall { try await Task.sleep(for: .seconds(3600)) }
+            if let reasoning {
+                let delta: JSONObject = ["reasoning_content": .string(reasoning), "reasoning": .string(reasoning)]
+                try await writer.write(chunk(delta, text: nil, finish: nil))
+            }
+            for _ in 0..<count {
+                for piece in pieces {
+                    try await writer.write(chunk(["content": .string(piece)], text: piece, finish: nil))
+                    if delay > .zero { try await Task.sleep(for: delay) }
+                }
+            }
+            try await writer.write(chunk([:], text: "", finish: "stop"))
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
-                if chat { try await writer.write(chunk(["role": "assistant", "content": ""], text: nil, finish: nil)) }
-                if stall { try await Task.sleep(for: .seconds(3600)) }
-                if let reasoning {
-                    try await writer.write(
-                        chunk(["reasoning_content": .string(reasoning), "reasoning": .string(reasoning)], text: nil, finish: nil))
+                do {
+                    try await write(&writer)
+                } catch {
+                    self.cancelled.add(1, ordering: .relaxed)
+                    throw error
                 }
-                for _ in 0..<count {
-                    for piece in pieces {
-                        try await writer.write(chunk(["content": .string(piece)], text: piece, finish: nil))
-                        if delay > .zero { try await Task.sleep(for: delay) }
-                    }
-                }
-                try await writer.write(chunk([:], text: "", finish: "stop"))
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
             })
     }
 
@@ -180,6 +199,8 @@ public final class StubVLLM: Sendable {
         let parts = content.arrayValue?.compactMap { $0["type"] == "text" ? $0["text"]?.stringValue : nil } ?? []
         return parts.joined(separator: " ")
     }
+
+    static let created = 1_700_000_000
 
     static func json(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
         Response(

@@ -1,0 +1,25 @@
+import Hummingbird
+import Logging
+import NIOCore
+
+/// Builds the HTTP application: routes, middleware and background services over one `ProxyServices`.
+public func buildApplication(
+    _ services: ProxyServices, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: MetricsMiddleware(metrics: services.metrics))
+    router.add(middleware: ErrorShapeMiddleware())
+    addRoutes(to: router, services: services)
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(services.config.host, port: services.config.port), serverName: nil),
+        onServerRunning: onServerRunning,
+        logger: services.logger
+    )
+    app.addServices(
+        CongestionPoller(
+            upstream: services.vllm, trafficControl: services.trafficControl,
+            interval: services.config.metricsPollInterval, timeout: services.config.metricsTimeout,
+            logger: services.logger))
+    return app
+}

@@ -1,0 +1,45 @@
+import AsyncHTTPClient
+import Logging
+import SharedState
+import Signing
+
+/// Everything the proxy needs, built once at start-up and passed down; tests build the same graph.
+public struct ProxyServices: Sendable {
+    public let config: ProxyConfig
+    public let keys: SigningKeys
+    public let store: any SharedStore
+    public let vllm: Upstream
+    public let trafficControl: TrafficControl
+    public let metrics: ProxyMetrics
+    public let logger: Logger
+
+    public init(
+        config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
+        logger: Logger
+    ) {
+        self.config = config
+        self.keys = keys
+        self.store = store
+        self.vllm = Upstream(
+            name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
+            client: Upstream.makeClient(timeout: config.upstreamTimeout), timeout: config.upstreamTimeout)
+        self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    var receipts: ReceiptIssuer {
+        ReceiptIssuer(
+            keys: keys, store: store, modelName: config.modelName, ttl: config.chatCacheExpiration, logger: logger,
+            metrics: metrics)
+    }
+
+    var pipeline: CompletionPipeline {
+        CompletionPipeline(maxBodyBytes: config.maxBodyBytes, receipts: receipts)
+    }
+
+    /// Closes the upstream connection pools; call once the server has stopped.
+    public func shutdown() async throws {
+        try await vllm.client.shutdown()
+    }
+}

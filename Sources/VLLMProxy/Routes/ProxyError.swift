@@ -1,0 +1,86 @@
+import HTTPTypes
+import Hummingbird
+import JSON
+import NIOCore
+
+/// An error answered with the one error shape of SPEC §2; the only place a failure becomes HTTP.
+public struct ProxyError: Error, HTTPResponseError, Sendable {
+    public let status: HTTPResponse.Status
+    /// The machine-readable `error.type`.
+    public let type: String
+    /// For people: never contains internals, plaintext or secrets.
+    public let message: String
+    /// Extra response headers (e.g. `X-Proxy-Upstream`).
+    public var headers: HTTPFields = [:]
+
+    public init(_ status: HTTPResponse.Status, type: String, message: String) {
+        self.status = status
+        self.type = type
+        self.message = message
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// `{"error": {"message", "type", "param": null, "code": null}}`
+    public var body: [UInt8] {
+        let error: JSONValue = ["message": .string(message), "type": .string(type), "param": nil, "code": nil]
+        return JSONValue.object(["error": error]).serialized()
+    }
+}
+
+extension ProxyError {
+    static let unauthorized = ProxyError(
+        .unauthorized, type: "authentication_error", message: "Missing or invalid bearer token")
+    static func invalidRequest(_ message: String) -> ProxyError {
+        ProxyError(.badRequest, type: "invalid_request_error", message: message)
+    }
+    static func tooLarge(limit: Int) -> ProxyError {
+        ProxyError(
+            .contentTooLarge, type: "request_too_large", message: "Request body exceeds the limit of \(limit) bytes")
+    }
+    static func upstreamUnavailable(_ upstream: String, _ why: String) -> ProxyError {
+        ProxyError(.badGateway, type: "upstream_unavailable", message: "Upstream \(upstream) is unavailable: \(why)")
+    }
+    static func upstreamTimeout(_ upstream: String) -> ProxyError {
+        ProxyError(.gatewayTimeout, type: "upstream_timeout", message: "Upstream \(upstream) did not answer in time")
+    }
+    static func notFound(_ message: String) -> ProxyError {
+        ProxyError(.notFound, type: "not_found", message: message)
+    }
+    static func rateLimited(_ message: String) -> ProxyError {
+        ProxyError(.tooManyRequests, type: "rate_limit", message: message)
+    }
+    static let internalError = ProxyError(
+        .internalServerError, type: "internal_error", message: "The proxy failed to handle this request")
+}
+
+/// Renders every error — ours, Hummingbird's (unknown route, wrong method) or unexpected — in the one
+/// shape, so no response ever carries a stack trace or framework text.
+struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as ProxyError {
+            return try error.response(from: request, context: context)
+        } catch let error as HTTPError {
+            let type: String
+            switch error.status {
+            case .notFound: type = "not_found"
+            case .methodNotAllowed: type = "method_not_allowed"
+            case .badRequest: type = "invalid_request_error"
+            default: type = error.status.code >= 500 ? "internal_error" : "invalid_request_error"
+            }
+            let message = error.status == .notFound ? "Not found" : error.status.reasonPhrase
+            return try ProxyError(error.status, type: type, message: message).response(from: request, context: context)
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error.type": "\(Swift.type(of: error))"])
+            return try ProxyError.internalError.response(from: request, context: context)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import AsyncHTTPClient
+import HTTPTypes
+import Hummingbird
+import JSON
+import Logging
+import NIOCore
+import Signing
+
+/// Registers SPEC §2's routes. Handlers stay thin: they pick the pipeline inputs and nothing else.
+func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) {
+    let pipeline = services.pipeline
+    let receipts = services.receipts
+
+    router.get("/") { _, _ in jsonResponse(.ok, "{}".utf8) }
+    router.get("/v1/models") { _, context in
+        try await passThrough(services.vllm, path: "/v1/models", logger: context.logger)
+    }
+    router.get("/v1/metrics") { _, context in
+        try await metricsResponse(services, logger: context.logger)
+    }
+
+    let authed = router.group().add(middleware: BearerAuthMiddleware(token: services.config.token))
+    authed.post("/v1/chat/completions") { request, context in
+        try await pipeline.run(
+            request, context: context, kind: .chat, upstream: services.vllm, admission: services.trafficControl)
+    }
+    authed.post("/v1/completions") { request, context in
+        try await pipeline.run(
+            request, context: context, kind: .text, upstream: services.vllm, admission: services.trafficControl)
+    }
+    authed.get("/v1/signature/{chat_id}") { request, context in
+        let chatID = try context.parameters.require("chat_id")
+        let algoText = request.uri.queryParameters.get("signing_algo") ?? "ecdsa"
+        guard let algo = SigningAlgo(caseInsensitive: algoText) else {
+            throw ProxyError(
+                .badRequest, type: "invalid_signing_algo", message: "signing_algo must be ecdsa or ed25519")
+        }
+        guard let record = await receipts.record(chatID: chatID) else {
+            throw ProxyError.notFound("No signature for this chat id (unknown or expired)")
+        }
+        let body: JSONValue = [
+            "text": record["text"] ?? nil,
+            "signature": record["signature_\(algo.rawValue)"] ?? nil,
+            "signing_address": record["signing_address_\(algo.rawValue)"] ?? nil,
+            "signing_algo": .string(algo.rawValue),
+            "upstream": record["upstream"] ?? "vllm",
+        ]
+        return jsonResponse(.ok, body.serialized())
+    }
+}
+
+func jsonResponse(_ status: HTTPResponse.Status, _ body: some Sequence<UInt8>) -> Response {
+    Response(
+        status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+}
+
+/// GETs an upstream path and returns its status and body unchanged.
+private func passThrough(_ upstream: Upstream, path: String, logger: Logger) async throws -> Response {
+    let response = try await upstream.send(.GET, path: path, body: nil, logger: logger)
+    let body: ByteBuffer
+    do {
+        body = try await response.body.collect(upTo: CompletionPipeline.maxResponseBytes)
+    } catch {
+        throw upstream.mapError(error, logger: logger)
+    }
+    return Response(
+        status: .init(code: Int(response.status.code)),
+        headers: [.contentType: response.headers.first(name: "Content-Type") ?? "application/json"],
+        body: .init(byteBuffer: body))
+}
+
+/// Our own exposition, a separator line, then vLLM's `/metrics` (or a comment saying why it is missing).
+private func metricsResponse(_ services: ProxyServices, logger: Logger) async throws -> Response {
+    services.metrics.basicInFlight(services.trafficControl.basicInFlight)
+    var out = services.metrics.exposition()
+    out.append(contentsOf: "# --- vLLM Backend Metrics ---\n".utf8)
+    do {
+        let response = try await services.vllm.send(
+            .GET, path: "/metrics", body: nil, timeout: services.config.metricsTimeout, logger: logger)
+        let body = try await response.body.collect(upTo: 16 << 20)
+        if response.status.code == 200 {
+            out.append(contentsOf: body.readableBytesView)
+        } else {
+            out.append(contentsOf: "# vLLM /metrics answered HTTP \(response.status.code)\n".utf8)
+        }
+    } catch let error as ProxyError {
+        out.append(contentsOf: "# vLLM /metrics could not be fetched: \(error.type)\n".utf8)
+    } catch {
+        out.append(contentsOf: "# vLLM /metrics could not be fetched: read failed\n".utf8)
+    }
+    return Response(
+        status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        body: .init(byteBuffer: ByteBuffer(bytes: out)))
+}

@@ -1,0 +1,60 @@
+import Hummingbird
+import Prometheus
+
+/// The proxy's own Prometheus metrics, kept in a registry owned by the app (no global metrics system).
+public struct ProxyMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+    }
+
+    // Computed: the descriptor type is not Sendable, so it cannot be a stored static.
+    private static var requests: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "http_requests", unitName: "total",
+            helpText: "Responses by route template and status")
+    }
+    private static var receipts: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "receipts", unitName: "total", helpText: "Receipts signed and stored")
+    }
+    private static var inFlight: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "basic_inflight", unitName: "requests",
+            helpText: "Basic-tier requests in flight")
+    }
+
+    func requestFinished(route: String, status: Int) {
+        registry.makeCounter(descriptor: Self.requests, labels: [("route", route), ("status", String(status))])
+            .increment()
+    }
+
+    func receiptIssued(upstream: String) {
+        registry.makeCounter(descriptor: Self.receipts, labels: [("upstream", upstream)]).increment()
+    }
+
+    func basicInFlight(_ value: Int) {
+        registry.makeGauge(descriptor: Self.inFlight).set(Double(value))
+    }
+
+    /// The exposition text, as `/v1/metrics` serves it before vLLM's own.
+    func exposition() -> [UInt8] {
+        var out: [UInt8] = []
+        registry.emit(into: &out)
+        return out
+    }
+}
+
+/// Counts every response by route template (bounded cardinality) and status.
+struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ProxyMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        let response = try await next(request, context)
+        metrics.requestFinished(route: context.endpointPath ?? "unmatched", status: response.status.code)
+        return response
+    }
+}

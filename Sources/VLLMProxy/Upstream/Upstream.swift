@@ -1,0 +1,100 @@
+import AsyncHTTPClient
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+
+/// Where a completion goes: the only thing that differs between the vLLM and the Chutes chat routes.
+///
+/// Built once at start-up with its own pooled `HTTPClient`, so no request pays for client or TLS set-up.
+public struct Upstream: Sendable {
+    /// The upstream's name as receipts and metrics spell it.
+    public enum Name: String, Sendable {
+        case vllm, chutes
+    }
+
+    public let name: Name
+    public let baseURL: String
+    /// The full `Authorization` header value sent upstream, if any. A secret: never logged.
+    let authorization: String?
+    let client: HTTPClient
+    let timeout: TimeAmount
+
+    public init(name: Name, baseURL: String, authorization: String?, client: HTTPClient, timeout: Duration) {
+        self.name = name
+        self.baseURL = baseURL
+        self.authorization = authorization
+        self.client = client
+        self.timeout = TimeAmount(timeout)
+    }
+
+    /// A client configured for one upstream: pooled keep-alive connections, an idle-read timeout that bounds
+    /// the silence between two stream chunks, and no automatic decompression (bytes pass through as sent).
+    public static func makeClient(timeout: Duration, tls: TLSConfigurationChoice = .system) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: TimeAmount(timeout))
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        configuration.decompression = .disabled
+        configuration.redirectConfiguration = .disallow
+        if case .custom(let tlsConfiguration) = tls { configuration.tlsConfiguration = tlsConfiguration }
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    /// Sends one request and returns once the response head has arrived; the body streams afterwards.
+    func send(_ method: HTTPMethod, path: String, body: ByteBuffer?, timeout: Duration? = nil, logger: Logger)
+        async throws(ProxyError) -> HTTPClientResponse
+    {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+        do {
+            return try await client.execute(
+                request, timeout: timeout.map(TimeAmount.init) ?? self.timeout, logger: logger)
+        } catch {
+            throw mapError(error, logger: logger)
+        }
+    }
+
+    /// The one place transport failures become `502 upstream_unavailable` or `504 upstream_timeout`.
+    func mapError(_ error: any Error, logger: Logger) -> ProxyError {
+        if let error = error as? HTTPClientError, error == .readTimeout || error == .deadlineExceeded {
+            logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
+            return .upstreamTimeout(name.rawValue)
+        }
+        // The description of transport errors names hosts and OS errors, never credentials.
+        logger.warning("upstream unreachable", metadata: ["upstream": "\(name.rawValue)", "error": "\(error)"])
+        return .upstreamUnavailable(name.rawValue, Self.describe(error))
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout: return "connection timed out"
+            case .remoteConnectionClosed: return "connection closed by upstream"
+            default: return "request failed"
+            }
+        }
+        let text = String(describing: error).lowercased()
+        if text.contains("refused") { return "connection refused" }
+        if text.contains("ssl") || text.contains("tls") || text.contains("certificate") { return "TLS failure" }
+        return "connection failed"
+    }
+}
+
+/// How an upstream client establishes trust: the system roots, or an explicit configuration.
+public enum TLSConfigurationChoice: Sendable {
+    case system
+    case custom(TLSConfiguration)
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        self = .nanoseconds(Int64(duration / .nanoseconds(1)))
+    }
+}
