@@ -118,6 +118,7 @@ let package = Package(
             dependencies: [
                 "VLLMProxy", "DevStubs", "Signing", "JSON",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),

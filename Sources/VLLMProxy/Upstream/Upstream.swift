@@ -31,11 +31,17 @@ public struct Upstream: Sendable {
 
     /// A client configured for one upstream: pooled keep-alive connections, an idle-read timeout that bounds
     /// the silence between two stream chunks, and no automatic decompression (bytes pass through as sent).
-    public static func makeClient(timeout: Duration, tls: TLSConfigurationChoice = .system) -> HTTPClient {
+    ///
+    /// `retryConnect: false` suits a local upstream (vLLM beside us): a refused connection means it is down,
+    /// and the client should get its 502 at once rather than after the connect timeout's worth of retries.
+    public static func makeClient(timeout: Duration, retryConnect: Bool, tls: TLSConfigurationChoice = .system)
+        -> HTTPClient
+    {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: TimeAmount(timeout))
         configuration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        configuration.connectionPool.retryConnectionEstablishment = retryConnect
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
         if case .custom(let tlsConfiguration) = tls { configuration.tlsConfiguration = tlsConfiguration }

@@ -1,0 +1,168 @@
+import AsyncHTTPClient
+import DevStubs
+import Foundation
+import NIOCore
+import Testing
+
+@testable import VLLMProxy
+
+/// SPEC §2's failure cases: each answers the exact status and `error.type`, in the one error shape.
+@Suite struct ErrorTests {
+    static let chat = #"{"model":"stub-model","messages":[{"role":"user","content":"hi"}]}"#
+
+    @Test(arguments: [nil, "Bearer wrong", "Basic abc", "Bearer", "bearer  "])
+    func badCredentialsAre401AndNeverReachUpstream(header: String?) async throws {
+        try await ProxyHarness.run { proxy in
+            let headers = header.map { [("Authorization", $0)] } ?? []
+            for path in ["/v1/chat/completions", "/v1/completions"] {
+                let reply = try await proxy.post(path, json: Self.chat, headers: headers, auth: false)
+                #expect(reply.status == 401)
+                expectErrorShape(reply, type: "authentication_error")
+            }
+            let signature = try await proxy.request(.GET, "/v1/signature/x", headers: headers, auth: false)
+            #expect(signature.status == 401)
+            #expect(proxy.stub.requests.isEmpty)
+        }
+    }
+
+    @Test func bearerSchemeIsCaseInsensitive() async throws {
+        try await ProxyHarness.run { proxy in
+            let reply = try await proxy.post(
+                "/v1/chat/completions", json: Self.chat, headers: [("Authorization", "bearer \(ProxyHarness.token)")],
+                auth: false)
+            #expect(reply.status == 200)
+        }
+    }
+
+    @Test(arguments: ["{", "not json", "[1,2]", "\"text\"", "42", "null", ""])
+    func nonObjectBodiesAre400(body: String) async throws {
+        try await ProxyHarness.run { proxy in
+            for path in ["/v1/chat/completions", "/v1/completions"] {
+                let reply = try await proxy.post(path, json: body)
+                #expect(reply.status == 400)
+                expectErrorShape(reply, type: "invalid_request_error")
+            }
+            #expect(proxy.stub.requests.isEmpty)
+        }
+    }
+
+    @Test func oversizedBodiesAre413() async throws {
+        try await ProxyHarness.run(environment: ["MAX_BODY_BYTES": "100"]) { proxy in
+            let big =
+                #"{"model":"stub-model","messages":[{"role":"user","content":""# + String(repeating: "x", count: 200)
+                + #""}]}"#
+            let reply = try await proxy.post("/v1/chat/completions", json: big)
+            #expect(reply.status == 413)
+            expectErrorShape(reply, type: "request_too_large")
+            #expect(try await proxy.post("/v1/chat/completions", json: Self.chat).status == 200)
+            #expect(proxy.stub.requests.count == 1)
+        }
+    }
+
+    @Test(arguments: [400, 404, 422, 500, 503])
+    func upstreamErrorsPassThroughWithStatusAndBody(status: Int) async throws {
+        let body = #"{"model":"stub-error-\#(status)","messages":[]}"#
+        try await ProxyHarness.run { proxy in
+            let reply = try await proxy.post("/v1/chat/completions", json: body)
+            #expect(reply.status == status)
+            #expect(reply.body == (try await directStub(proxy, path: "/v1/chat/completions", body: body)))
+        }
+    }
+
+    @Test func unreachableUpstreamIs502() async throws {
+        try await ProxyHarness.run(environment: ["VLLM_BASE_URL": "http://127.0.0.1:1"]) { proxy in
+            for stream in [false, true] {
+                let body = #"{"model":"m","stream":\#(stream),"messages":[]}"#
+                let reply = try await proxy.post("/v1/chat/completions", json: body)
+                #expect(reply.status == 502)
+                expectErrorShape(reply, type: "upstream_unavailable")
+            }
+            #expect((try await proxy.request(.GET, "/v1/models", auth: false)).status == 502)
+        }
+    }
+
+    @Test func slowUpstreamIs504() async throws {
+        try await ProxyHarness.run(environment: ["UPSTREAM_TIMEOUT_SECONDS": "0.3"]) { proxy in
+            let reply = try await proxy.post(
+                "/v1/chat/completions", json: #"{"model":"stub-slow-3000","messages":[]}"#)
+            #expect(reply.status == 504)
+            expectErrorShape(reply, type: "upstream_timeout")
+        }
+    }
+
+    @Test func stalledStreamEndsWithAnErrorEventAndNoReceipt() async throws {
+        let body = #"{"model":"stub-stall","stream":true,"messages":[]}"#
+        try await ProxyHarness.run(environment: ["UPSTREAM_TIMEOUT_SECONDS": "0.3"]) { proxy in
+            let reply = try await proxy.post("/v1/chat/completions", json: body)
+            #expect(reply.status == 200)
+            #expect(reply.text.hasSuffix(#""type":"upstream_timeout","param":null,"code":null}}"# + "\n\n"))
+            let id = "chatcmpl-stub-" + sha256Hex(Array(body.utf8)).prefix(24)
+            #expect((try await proxy.request(.GET, "/v1/signature/\(id)")).status == 404)
+        }
+    }
+
+    @Test func signatureLookupErrors() async throws {
+        try await ProxyHarness.run { proxy in
+            let unknown = try await proxy.request(.GET, "/v1/signature/chatcmpl-nope")
+            #expect(unknown.status == 404)
+            expectErrorShape(unknown, type: "not_found")
+            let reply = try await proxy.post("/v1/chat/completions", json: Self.chat)
+            let id = try #require(reply.json["id"] as? String)
+            let badAlgo = try await proxy.request(.GET, "/v1/signature/\(id)?signing_algo=rsa")
+            #expect(badAlgo.status == 400)
+            expectErrorShape(badAlgo, type: "invalid_signing_algo")
+        }
+    }
+
+    @Test func signatureRecordsExpire() async throws {
+        try await ProxyHarness.run(environment: ["CHAT_CACHE_EXPIRATION": "1"]) { proxy in
+            let reply = try await proxy.post("/v1/chat/completions", json: Self.chat)
+            let id = try #require(reply.json["id"] as? String)
+            #expect((try await proxy.request(.GET, "/v1/signature/\(id)")).status == 200)
+            try await Task.sleep(for: .milliseconds(1100))
+            #expect((try await proxy.request(.GET, "/v1/signature/\(id)")).status == 404)
+        }
+    }
+
+    @Test func unknownRoutesAndMethodsUseTheErrorShape() async throws {
+        try await ProxyHarness.run { proxy in
+            let missing = try await proxy.request(.GET, "/v2/whatever", auth: false)
+            #expect(missing.status == 404)
+            expectErrorShape(missing, type: "not_found")
+        }
+    }
+
+    @Test func clientDisconnectCancelsTheUpstreamStreamAndStoresNothing() async throws {
+        let body = #"{"model":"stub-long","stream":true,"messages":[{"role":"user","content":"go"}]}"#
+        try await ProxyHarness.run { proxy in
+            var request = HTTPClientRequest(url: proxy.base + "/v1/chat/completions")
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer \(ProxyHarness.token)")
+            request.body = .bytes(ByteBuffer(string: body))
+            do {
+                let response = try await proxy.client.execute(request, timeout: .seconds(30))
+                var received = 0
+                for try await chunk in response.body {
+                    received += chunk.readableBytes
+                    if received > 2000 { break }
+                }
+                // Leaving the loop drops the body stream: AsyncHTTPClient closes the connection.
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while proxy.stub.cancelledStreams == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(proxy.stub.cancelledStreams == 1)
+            let id = "chatcmpl-stub-" + sha256Hex(Array(body.utf8)).prefix(24)
+            #expect((try await proxy.request(.GET, "/v1/signature/\(id)")).status == 404)
+        }
+    }
+}
+
+func expectErrorShape(_ reply: ProxyHarness.Reply, type: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let error = reply.json["error"] as? [String: Any]
+    #expect(error?["type"] as? String == type, sourceLocation: sourceLocation)
+    #expect((error?["message"] as? String)?.isEmpty == false, sourceLocation: sourceLocation)
+    #expect(error?.keys.sorted() == ["code", "message", "param", "type"], sourceLocation: sourceLocation)
+    #expect(reply.headers.first(name: "Content-Type") == "application/json", sourceLocation: sourceLocation)
+}
