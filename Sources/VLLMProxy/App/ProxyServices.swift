@@ -22,7 +22,8 @@ public struct ProxyServices: Sendable {
         self.store = store
         self.vllm = Upstream(
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
-            client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false), timeout: config.upstreamTimeout)
+            client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
+            timeout: config.upstreamTimeout)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger
