@@ -134,6 +134,9 @@ public struct DstackClient: Sendable {
         case .timedOut:
             logger.error("dstack agent timed out", metadata: ["path": "\(path)"])
             throw .agentUnavailable(Self.timedOut)
+        case .failed(let error) where Task.isCancelled:
+            logger.debug("dstack agent call abandoned", metadata: ["path": "\(path)", "error": "\(error)"])
+            throw .agentUnavailable(Self.unreachable)
         case .failed(let error):
             logger.error("dstack agent unreachable", metadata: ["path": "\(path)", "error": "\(error)"])
             throw .agentUnavailable(Self.unreachable)
@@ -177,8 +180,13 @@ func withTimeout<Value: Sendable>(
             do { return .finished(try await operation()) } catch { return .failed(error) }
         }
         group.addTask {
-            try? await Task.sleep(for: limit)
-            return .timedOut
+            do {
+                try await Task.sleep(for: limit)
+                return .timedOut
+            } catch {
+                // The caller went away (a sibling request failed first); that is not the agent being slow.
+                return .failed(error)
+            }
         }
         let first = await group.next() ?? .timedOut
         group.cancelAll()
