@@ -343,3 +343,54 @@ import Testing
         #expect(DstackClient.Endpoint(parsing: "HTTPS://agent.internal/") == .url("HTTPS://agent.internal/"))
     }
 }
+
+/// The SPKI digest must be the one any TLS client computes from the certificate, for every key type a
+/// deployment may use, not only the P-256 keys the other tests mint.
+@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "needs the openssl CLI"))
+struct CertificateKeyTypeTests {
+    func openssl(_ arguments: [String], stdin: Data? = nil) throws -> Data {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        let input = Pipe()
+        if stdin != nil { process.standardInput = input }
+        try process.run()
+        if let stdin {
+            input.fileHandleForWriting.write(stdin)
+            try input.fileHandleForWriting.close()
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "openssl \(arguments.joined(separator: " ")) failed")
+        return data
+    }
+
+    @Test(arguments: [
+        ["-newkey", "rsa:2048"], ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"], ["-newkey", "ed25519"],
+    ])
+    func fingerprintMatchesOpenSSL(keyArguments: [String]) async throws {
+        let directory = try TemporaryDirectory()
+        let cert = directory.file("cert.pem")
+        _ = try openssl(
+            [
+                "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=proxy.example", "-keyout",
+                directory.file("key.pem"),
+                "-out", cert,
+            ] + keyArguments)
+        let publicKeyPEM = try openssl(["x509", "-pubkey", "-noout", "-in", cert])
+        let spkiDER = try openssl(["pkey", "-pubin", "-outform", "DER"], stdin: publicKeyPEM)
+        let vectors = try ReportDataVectors.load()
+
+        try await withAgent(.unixSocket) { agent, _ in
+            let service = AttestationService(
+                identity: vectors.identity, agent: agent, gpu: NoGPUEvidence(), tlsCertPath: cert,
+                logger: Logger(label: "attestation-test"))
+            let report = try await service.report(
+                AttestationQuery(signingAlgo: nil, nonce: nil, signingAddress: nil, version: "2"))
+            #expect(report["tls_cert_fingerprint"] == .string(Hex.encode(SHA256.hash(data: spkiDER))))
+        }
+    }
+}
