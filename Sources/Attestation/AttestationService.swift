@@ -52,16 +52,10 @@ public final class AttestationService: Sendable {
         default: throw .invalidVersion
         }
 
-        let reportData: [UInt8]
-        var spkiDigest: [UInt8]? = nil
-        if version == 2 {
-            guard let certificateDigest else { throw .tlsCertificateNotConfigured }
-            let digest = try await certificateDigest.digest()
-            spkiDigest = digest
-            reportData = ReportData.v2(addressBytes: addressBytes, spkiSHA256: digest, nonce: nonce)
-        } else {
-            reportData = ReportData.v1(identity: addressBytes, nonce: nonce)
-        }
+        let spkiDigest = version == 2 ? try await tlsKeyDigest() : nil
+        let reportData =
+            spkiDigest.map { ReportData.v2(addressBytes: addressBytes, spkiSHA256: $0, nonce: nonce) }
+            ?? ReportData.v1(identity: addressBytes, nonce: nonce)
 
         // The three sources are independent; asking them at once keeps the route's latency at the slowest one.
         async let quoteResult = capture { () async throws(AttestationError) in
@@ -95,6 +89,12 @@ public final class AttestationService: Sendable {
             metadata: ["signing_algo": "\(algorithm.rawValue)", "version": "\(version)"]
         )
         return .object(response)
+    }
+
+    /// SHA-256 of the current TLS certificate's SubjectPublicKeyInfo, for version 2.
+    private func tlsKeyDigest() async throws(AttestationError) -> [UInt8] {
+        guard let certificateDigest else { throw .tlsCertificateNotConfigured }
+        return try await certificateDigest.digest()
     }
 
     /// The caller's 32-byte nonce, or a fresh random one when the caller sent none.
