@@ -85,36 +85,11 @@ public final class NVMLGPUEvidence: GPUEvidenceProvider {
             default: throw .unsupportedArchitecture(architecture)
             }
 
-            var report = [UInt8](repeating: 0, count: NVMLLayout.Report.size)
-            report.replaceSubrange(NVMLLayout.Report.nonce..<NVMLLayout.Report.nonce + 32, with: nonce)
-            try nvml.check(
-                "nvmlDeviceGetConfComputeGpuAttestationReport",
-                report.withUnsafeMutableBytes { nvml.deviceGetAttestationReport(device, $0.baseAddress!) }
-            )
-            let reportSize = Int(NVMLLayout.word(report, at: NVMLLayout.Report.attestationReportSize))
-            guard reportSize > 0, reportSize <= NVMLLayout.Report.attestationReportCapacity else {
-                throw .badSize("attestation report", reportSize)
+            let report = try nvml.read(NVMLLayout.attestationReport, prefill: nonce) {
+                nvml.deviceGetAttestationReport(device, $0)
             }
-
-            var certificate = [UInt8](repeating: 0, count: NVMLLayout.Certificate.size)
-            try nvml.check(
-                "nvmlDeviceGetConfComputeGpuCertificate",
-                certificate.withUnsafeMutableBytes { nvml.deviceGetCertificate(device, $0.baseAddress!) }
-            )
-            let chainSize = Int(NVMLLayout.word(certificate, at: NVMLLayout.Certificate.attestationCertChainSize))
-            guard chainSize > 0, chainSize <= NVMLLayout.Certificate.attestationCertChainCapacity else {
-                throw .badSize("attestation certificate chain", chainSize)
-            }
-
-            let reportStart = NVMLLayout.Report.attestationReport
-            let chainStart = NVMLLayout.Certificate.attestationCertChain
-            items.append(
-                NvidiaPayload.Item(
-                    certificateChainPEM: Array(certificate[chainStart..<chainStart + chainSize]),
-                    report: Array(report[reportStart..<reportStart + reportSize]),
-                    arch: arch
-                )
-            )
+            let chain = try nvml.read(NVMLLayout.certificate) { nvml.deviceGetCertificate(device, $0) }
+            items.append(NvidiaPayload.Item(certificateChainPEM: chain, report: report, arch: arch))
         }
         return NvidiaPayload.text(NvidiaPayload.object(nonce: nonce, items: items, arch: items[0].arch))
     }
@@ -134,30 +109,43 @@ enum NVMLLayout {
     static let archHopper: CUnsignedInt = 9
     static let archBlackwell: CUnsignedInt = 10
 
+    /// An NVML output struct holding one variable-length byte field and its `unsigned int` length.
+    struct SizedBuffer {
+        /// The NVML call that fills it, for log lines.
+        var function: String
+        var name: String
+        var size: Int
+        /// Where the caller's input goes, if the call takes any (the nonce).
+        var prefillOffset: Int
+        var lengthOffset: Int
+        var dataOffset: Int
+        var capacity: Int
+    }
+
     /// `nvmlConfComputeGpuAttestationReport_t`: { uint isCecAttestationReportPresent; uint attestationReportSize;
     /// uint cecAttestationReportSize; uint8 nonce[0x20]; uint8 attestationReport[0x2000];
     /// uint8 cecAttestationReport[0x1000] }
-    enum Report {
-        static let attestationReportSize = 4
-        static let nonce = 12
-        static let attestationReport = 44
-        static let attestationReportCapacity = 0x2000
-        static let size = 44 + 0x2000 + 0x1000
-    }
+    static let attestationReport = SizedBuffer(
+        function: "nvmlDeviceGetConfComputeGpuAttestationReport",
+        name: "attestation report",
+        size: 44 + 0x2000 + 0x1000,
+        prefillOffset: 12,
+        lengthOffset: 4,
+        dataOffset: 44,
+        capacity: 0x2000
+    )
 
     /// `nvmlConfComputeGpuCertificate_t`: { uint certChainSize; uint attestationCertChainSize;
     /// uint8 certChain[0x1000]; uint8 attestationCertChain[0x1400] }
-    enum Certificate {
-        static let attestationCertChainSize = 4
-        static let attestationCertChain = 8 + 0x1000
-        static let attestationCertChainCapacity = 0x1400
-        static let size = 8 + 0x1000 + 0x1400
-    }
-
-    /// A native-endian `unsigned int` field.
-    static func word(_ bytes: [UInt8], at offset: Int) -> UInt32 {
-        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
-    }
+    static let certificate = SizedBuffer(
+        function: "nvmlDeviceGetConfComputeGpuCertificate",
+        name: "attestation certificate chain",
+        size: 8 + 0x1000 + 0x1400,
+        prefillOffset: 0,
+        lengthOffset: 4,
+        dataOffset: 8 + 0x1000,
+        capacity: 0x1400
+    )
 }
 
 /// What went wrong inside NVML; logged in full, reduced to `publicMessage` on the wire.
@@ -231,6 +219,23 @@ private struct NVMLFunctions {
         deviceGetCertificate = try symbol("nvmlDeviceGetConfComputeGpuCertificate", as: DeviceRaw.self)
         // Only used to make log lines readable; its absence is no reason to fail.
         errorString = dlsym(handle, "nvmlErrorString").map { unsafeBitCast($0, to: ErrorString.self) }
+    }
+
+    /// Runs `call` on a zeroed `layout` struct (with `prefill` copied in first) and returns the bytes NVML
+    /// reported as valid: the struct's own length field says how many of `capacity` count.
+    func read(
+        _ layout: NVMLLayout.SizedBuffer,
+        prefill: [UInt8] = [],
+        _ call: (UnsafeMutableRawPointer) -> CInt
+    ) throws(NVMLFailure) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: layout.size)
+        buffer.replaceSubrange(layout.prefillOffset..<layout.prefillOffset + prefill.count, with: prefill)
+        try check(layout.function, buffer.withUnsafeMutableBytes { call($0.baseAddress!) })
+        // The field is a native-endian `unsigned int`, at a 4-byte-aligned offset.
+        let length = Int(
+            buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: layout.lengthOffset, as: UInt32.self) })
+        guard length > 0, length <= layout.capacity else { throw .badSize(layout.name, length) }
+        return Array(buffer[layout.dataOffset..<layout.dataOffset + length])
     }
 
     /// `NVML_SUCCESS` is 0; anything else aborts the collection.
