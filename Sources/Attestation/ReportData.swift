@@ -2,9 +2,6 @@ import Crypto
 
 /// The 64 bytes the TDX quote carries as report data: identity(32) ‖ nonce(32), per SPEC §6.
 public enum ReportData {
-    /// Length of the report data field in a TDX quote.
-    public static let length = 64
-
     /// Version 1: the signing address bytes (20 for ecdsa, 32 for ed25519) right-padded with zeros.
     public static func v1(identity: [UInt8], nonce: [UInt8]) -> [UInt8] {
         precondition(identity.count <= 32, "a v1 identity is at most 32 bytes")

@@ -333,6 +333,10 @@ import Testing
         }
     }
 
+    @Test func fakeQuotesAnnounceThemselves() {
+        #expect(Hex.encode(Array(DevAttestationAgent.fakeQuoteMarker.utf8)) == DevAttestationAgent.fakeQuoteMarkerHex)
+    }
+
     // MARK: endpoint parsing
 
     @Test func endpointParsing() {
