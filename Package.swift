@@ -112,7 +112,18 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
-        .testTarget(name: "AttestationTests", dependencies: ["Attestation", "DevStubs", "Signing"]),
+        .testTarget(
+            name: "AttestationTests",
+            dependencies: [
+                "Attestation", "DevStubs", "Signing", "JSON",
+                // The service takes the process-wide HTTPClient, and v2 tests mint certificates at run time.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "ProxyTests",
             dependencies: [

@@ -1,0 +1,159 @@
+import Hummingbird
+import JSON
+import Logging
+import NIOCore
+
+/// Development stand-in for the dstack guest agent: fake quotes, NOT SECURE, never for production.
+///
+/// It answers the two calls the proxy makes (`/GetQuote`, `/Info`) with the shapes dstack uses, so the proxy can
+/// run and be tested on a machine without TDX. Every value it invents says so.
+public struct DevAttestationAgent: Sendable {
+    /// Where the agent listens.
+    public enum Address: Sendable {
+        /// HTTP over a unix socket at this path (dstack's own transport).
+        case unixSocket(path: String)
+        /// HTTP over TCP; port 0 picks a free port, reported through `onServerRunning`.
+        case tcp(host: String, port: Int)
+    }
+
+    /// How the agent answers; the failure modes let tests and operators see the proxy's 503 path.
+    public enum Behaviour: Sendable {
+        /// Well-formed fake answers.
+        case normal
+        /// 200 with a body that is not JSON.
+        case garbage
+        /// This HTTP status with a short error body.
+        case failing(status: Int)
+        /// Well-formed answers, each after this delay.
+        case slow(Duration)
+    }
+
+    /// Prefix of every fake quote, so a verifier (or a human) sees at once what it got.
+    public static let fakeQuoteMarker = "DEV-ONLY-NOT-A-REAL-QUOTE"
+    /// `fakeQuoteMarker` as hex, the form it takes at the start of every quote.
+    public static let fakeQuoteMarkerHex = "4445562d4f4e4c592d4e4f542d412d5245414c2d51554f5445"
+
+    private let address: Address
+    private let behaviour: Behaviour
+    private let recorder: DevAttestationRecorder?
+    private let logger: Logger
+
+    /// - Parameter recorder: receives every report data the agent was asked to quote (tests check the binding).
+    public init(
+        address: Address, behaviour: Behaviour = .normal, recorder: DevAttestationRecorder? = nil, logger: Logger
+    ) {
+        self.address = address
+        self.behaviour = behaviour
+        self.recorder = recorder
+        self.logger = logger
+    }
+
+    /// Serves until the surrounding task is cancelled (or, with `gracefulShutdownSignals`, until SIGTERM/SIGINT).
+    /// - Parameter onServerRunning: called once listening, with the bound TCP port (nil for a unix socket).
+    public func run(
+        gracefulShutdownSignals: Bool = false,
+        onServerRunning: @escaping @Sendable (Int?) async -> Void = { _ in }
+    ) async throws {
+        let bind: BindAddress =
+            switch address {
+            case .unixSocket(let path): .unixDomainSocket(path: path)
+            case .tcp(let host, let port): .hostname(host, port: port)
+            }
+        let app = Application(
+            router: makeRouter(),
+            configuration: .init(address: bind, serverName: "dev-attestation-agent"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port) },
+            logger: logger
+        )
+        if gracefulShutdownSignals {
+            try await app.runService()
+        } else {
+            try await app.run()
+        }
+    }
+
+    private func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        let behaviour = self.behaviour
+        let recorder = self.recorder
+        router.post("/GetQuote") { request, _ -> Response in
+            if let response = try await Self.misbehave(behaviour) { return response }
+            let body = try await request.body.collect(upTo: 1 << 20)
+            guard let hex = (try? JSONValue(parsing: body.readableBytesView))?["report_data"]?.stringValue,
+                hex.utf8.count <= 128, hex.utf8.count % 2 == 0, hex.allSatisfy(\.isHexDigit)
+            else {
+                return Self.json(status: .badRequest, ["error": "report_data must be at most 64 bytes of hex"])
+            }
+            // dstack zero-pads short report data to the 64 bytes of the TDX field.
+            let reportHex = hex.lowercased() + String(repeating: "0", count: 128 - hex.utf8.count)
+            await recorder?.record(reportHex)
+            return Self.json(
+                status: .ok,
+                [
+                    "quote": .string(Self.fakeQuoteMarkerHex + reportHex),
+                    "event_log": "[]",
+                    "report_data": .string(reportHex),
+                    "vm_config": #"{"dev_only":"NOT A REAL VM CONFIG","cpu_count":0,"memory_size":0}"#,
+                ]
+            )
+        }
+        router.post("/Info") { _, _ -> Response in
+            if let response = try await Self.misbehave(behaviour) { return response }
+            let zeros = String(repeating: "0", count: 96)
+            let tcbInfo: JSONValue = [
+                "mrtd": .string(zeros), "rtmr0": .string(zeros), "rtmr1": .string(zeros),
+                "rtmr2": .string(zeros), "rtmr3": .string(zeros),
+                "compose_hash": .string(String(repeating: "0", count: 64)),
+                "app_compose": #"{"name":"vllm-proxy-dev","dev_only":true}"#,
+                "event_log": [],
+            ]
+            return Self.json(
+                status: .ok,
+                [
+                    "app_id": "dev-only-not-an-app-id",
+                    "instance_id": "dev-only-not-an-instance-id",
+                    "app_name": "vllm-proxy-dev (NOT SECURE)",
+                    "device_id": "dev-only",
+                    // dstack sends tcb_info as a JSON-encoded string; so does this stand-in.
+                    "tcb_info": .string(String(decoding: tcbInfo.serialized(), as: UTF8.self)),
+                ]
+            )
+        }
+        return router
+    }
+
+    private static func misbehave(_ behaviour: Behaviour) async throws -> Response? {
+        switch behaviour {
+        case .normal:
+            return nil
+        case .garbage:
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "<html>this is not JSON")))
+        case .failing(let status):
+            return json(status: HTTPResponse.Status(code: status), ["error": "dev agent configured to fail"])
+        case .slow(let delay):
+            try await Task.sleep(for: delay)
+            return nil
+        }
+    }
+
+    private static func json(status: HTTPResponse.Status, _ object: JSONValue) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: object.serialized()))
+        )
+    }
+}
+
+/// Remembers the report data a `DevAttestationAgent` was asked to quote, in order.
+public actor DevAttestationRecorder {
+    /// Every report data received, as lowercase hex zero-padded to 64 bytes as dstack does.
+    public private(set) var reportDataHex: [String] = []
+
+    /// An empty record.
+    public init() {}
+
+    func record(_ hex: String) {
+        reportDataHex.append(hex)
+    }
+}
