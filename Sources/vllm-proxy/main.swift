@@ -37,6 +37,14 @@ struct VLLMProxyCommand: AsyncParsableCommand {
             "signing keys created in memory",
             metadata: ["ecdsa_address": "\(keys.ecdsaAddress)", "ed25519_address": "\(keys.ed25519Address)"])
         logger.info("upstream vllm: \(config.vllmBaseURL)")
+        if let endpoint = config.dstackEndpoint {
+            logger.warning(
+                "DSTACK_SIMULATOR_ENDPOINT is set (\(endpoint)): attestation comes from a simulator, NOT a TEE. Never use this in production."
+            )
+        }
+        if config.gpuNoHardwareMode {
+            logger.warning("GPU_NO_HW_MODE is on: attestation carries no GPU evidence. Development only.")
+        }
         let app = buildApplication(services)
         do {
             try await app.runService()

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Attestation
 import Logging
 import SharedState
 import Signing
@@ -11,7 +12,10 @@ public struct ProxyServices: Sendable {
     public let vllm: Upstream
     public let trafficControl: TrafficControl
     public let metrics: ProxyMetrics
+    public let attestation: AttestationService
     public let logger: Logger
+    /// For the dstack guest agent (unix socket or http); short timeouts are set per call.
+    private let agentClient: HTTPClient
 
     public init(
         config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
@@ -27,6 +31,21 @@ public struct ProxyServices: Sendable {
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger
+        // The agent is local: a refused or missing socket should be a 503 at once, not after retries.
+        var agentConfiguration = HTTPClient.Configuration()
+        agentConfiguration.timeout = .init(connect: .seconds(2), read: .seconds(10))
+        agentConfiguration.connectionPool.retryConnectionEstablishment = false
+        self.agentClient = HTTPClient(
+            eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: agentConfiguration)
+        self.attestation = AttestationService(
+            identity: AttestationIdentity(
+                ecdsaAddress: keys.ecdsaAddress, ecdsaAddressBytes: keys.ecdsaAddressBytes,
+                ecdsaPublicKeyHex: keys.ecdsaPublicKeyHex, ed25519PublicKey: Hex.decode(keys.ed25519Address)!),
+            agent: DstackClient(
+                endpoint: .init(parsing: config.dstackEndpoint), httpClient: agentClient, logger: logger),
+            gpu: makeGPUEvidenceProvider(
+                noHardwareMode: config.gpuNoHardwareMode, libraryPath: config.nvmlLibraryPath, logger: logger),
+            tlsCertPath: config.tlsCertPath, logger: logger)
     }
 
     var receipts: ReceiptIssuer {
@@ -42,5 +61,6 @@ public struct ProxyServices: Sendable {
     /// Closes the upstream connection pools; call once the server has stopped.
     public func shutdown() async throws {
         try await vllm.client.shutdown()
+        try await agentClient.shutdown()
     }
 }

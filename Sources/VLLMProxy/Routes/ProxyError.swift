@@ -1,3 +1,4 @@
+import Attestation
 import HTTPTypes
 import Hummingbird
 import JSON
@@ -53,6 +54,9 @@ extension ProxyError {
     }
     static func rateLimited(_ message: String) -> ProxyError {
         ProxyError(.tooManyRequests, type: "rate_limit", message: message)
+    }
+    init(_ error: AttestationError) {
+        self.init(.init(code: error.status), type: error.type, message: error.message)
     }
     static let internalError = ProxyError(
         .internalServerError, type: "internal_error", message: "The proxy failed to handle this request")

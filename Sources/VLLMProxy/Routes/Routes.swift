@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Attestation
 import HTTPTypes
 import Hummingbird
 import JSON
@@ -46,6 +47,19 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
             "upstream": record["upstream"] ?? "vllm",
         ]
         return jsonResponse(.ok, body.serialized())
+    }
+    authed.get("/v1/attestation/report") { request, _ in
+        let query = request.uri.queryParameters
+        let attestationQuery = AttestationQuery(
+            signingAlgo: query.get("signing_algo"), nonce: query.get("nonce"),
+            signingAddress: query.get("signing_address"), version: query.get("version"))
+        let report: JSONValue
+        do throws(AttestationError) {
+            report = try await services.attestation.report(attestationQuery)
+        } catch {
+            throw ProxyError(error)
+        }
+        return jsonResponse(.ok, report.serialized())
     }
 }
 
