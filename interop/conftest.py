@@ -82,14 +82,23 @@ class Process:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name}: no {what} within {STARTUP_DEADLINE}s\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
+    def wait_or_kill(self, deadline: float) -> None:
+        """After terminate(): waits until the deadline, then kills (the stub keeps a stalled stream open)."""
+        try:
+            self.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"\ninterop: {self.name} still running after SIGTERM; killing it")
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+
+def stop_all(processes: list[Process], grace: float = 5.0) -> None:
+    for process in processes:
+        if process.popen.poll() is None:
+            process.popen.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.wait_or_kill(deadline)
 
 
 def http_ok(url: str) -> bool:
@@ -275,8 +284,7 @@ def stack():
         s.start_proxy("vllm-proxy")
         yield s
     finally:
-        for process in reversed(processes):
-            process.stop()
+        stop_all(processes)
         if os.environ.get("INTEROP_KEEP_TMP"):
             print(f"\ninterop: logs and certificate kept in {tmp}")
         else:
