@@ -108,3 +108,11 @@ def agent_call(socket_path, path: str, payload: dict, timeout: float = 10) -> di
             decoded, content = decoded + content[:size], content[size + 2:]
         content = decoded
     return json.loads(content)
+
+
+def basic_in_flight(proxy) -> float:
+    """The proxy's own gauge of basic-tier requests in flight (SPEC §3), from /v1/metrics."""
+    text = proxy.get("/v1/metrics", auth=False).text
+    match = re.search(r"^vllm_proxy_basic_inflight_requests(?:\{[^}]*\})? (\S+)$", text, re.M)
+    assert match, text[:2000]
+    return float(match.group(1))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 
 import pytest
 
 from conftest import free_port
-from helpers import assert_error, chat_body, sse_events, text_body
+from helpers import assert_error, basic_in_flight, chat_body, sse_events, text_body
 
 CHAT = "/v1/chat/completions"
 
@@ -71,13 +70,6 @@ def test_stalled_stream_ends_in_band_and_stores_no_receipt(impatient_proxy, stub
     assert b"[DONE]" not in events
     assert json.loads(events[-1])["error"]["type"] == "upstream_timeout"
     assert_error(impatient_proxy.signature(chat_id), 404, "not_found")
-
-
-def basic_in_flight(proxy) -> float:
-    text = proxy.get("/v1/metrics", auth=False).text
-    match = re.search(r"^vllm_proxy_basic_inflight_requests(?:\{[^}]*\})? (\S+)$", text, re.M)
-    assert match, text[:2000]
-    return float(match.group(1))
 
 
 def test_abandoned_stream_is_cancelled_and_stores_no_receipt(proxy, stub):

@@ -1,0 +1,70 @@
+"""SPEC §3 traffic control, observed from outside: congestion from vLLM's /metrics, the in-flight cap, premium."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import TIMEOUT
+from helpers import assert_error, basic_in_flight, chat_body
+
+CHAT = "/v1/chat/completions"
+PREMIUM = {"X-User-Tier": "PreMium"}
+
+
+def poll_until(condition, what: str, seconds: float = 10):
+    deadline = time.monotonic() + seconds
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.2)
+
+
+def set_waiting(stack, value: int) -> None:
+    requests.post(f"{stack.stub_url}/stub/waiting/{value}", timeout=TIMEOUT).raise_for_status()
+
+
+def test_congested_vllm_refuses_basic_but_not_premium(proxy, stack, stub):
+    set_waiting(stack, 3)
+    try:
+        refused = []  # a 429 Response is falsy (not r.ok), so keep it aside rather than returning it
+        poll_until(
+            lambda: refused.append(proxy.post(CHAT, chat_body("busy?"))) or refused[-1].status_code == 429,
+            "a 429 while congested",
+        )
+        error = assert_error(refused[-1], 429, "rate_limit")
+        assert error["message"] == "Upstream vLLM is congested"
+        assert proxy.post(CHAT, chat_body("premium"), headers=PREMIUM).status_code == 200
+    finally:
+        set_waiting(stack, 0)
+    poll_until(lambda: proxy.post(CHAT, chat_body("calm again")).status_code == 200, "recovery after congestion")
+
+
+@pytest.fixture(scope="session")
+def one_slot_proxy(stack):
+    return stack.proxies.get("one-slot-proxy") or stack.start_proxy("one-slot-proxy", BASIC_MAX_REQUEST="1")
+
+
+def test_in_flight_cap_refuses_basic_but_not_premium(one_slot_proxy, stub):
+    proxy = one_slot_proxy
+    results = {}
+    slow = threading.Thread(
+        target=lambda: results.update(slow=proxy.post(CHAT, chat_body(f"{uuid.uuid4()}", model="stub-slow-2000")))
+    )
+    slow.start()
+    try:
+        poll_until(lambda: basic_in_flight(proxy) == 1, "the slow request counting as in flight", 5)
+        error = assert_error(proxy.post(CHAT, chat_body("second")), 429, "rate_limit")
+        assert error["message"] == "Too many concurrent requests"
+        assert proxy.post(CHAT, chat_body("premium"), headers=PREMIUM).status_code == 200
+    finally:
+        slow.join(timeout=30)
+    assert not slow.is_alive() and results["slow"].status_code == 200
+    assert basic_in_flight(proxy) == 0
+    assert proxy.post(CHAT, chat_body("slot free again")).status_code == 200
