@@ -266,3 +266,84 @@ def test_verifiers_reject_tampered_receipts(proxy, stub):
     twin = raw[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - raw[64]])
     with pytest.raises(AssertionError, match="low-s"):
         verify_ecdsa_receipt(ecdsa["text"], "0x" + twin.hex(), ecdsa["signing_address"])
+
+
+# ---------------------------------------------------------------- hashing the exact bytes, however they arrive
+
+
+def test_receipt_hashes_raw_utf8_and_odd_whitespace_not_a_reserialisation(proxy, stub):
+    text = unique("héllo wörld ✓ 🚀 — \"quoted\" \\ backslash")
+    body = ('{ "model" :"stub-model",\n\t"messages":[ {"role":"user", "content": %s} ] }\n'
+            % json.dumps(text, ensure_ascii=False)).encode()
+    r = proxy.post(CHAT, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "Echo: " + text
+    assert forwarded_bodies(stub, CHAT) == [body]
+    assert r.content == stub.post(CHAT, body)
+    check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+def test_chunked_request_body_is_hashed_as_received(proxy, stub):
+    body = chat_body(unique("sent in pieces") + " " + "x" * 5000)
+    pieces = [body[i:i + 777] for i in range(0, len(body), 777)]
+    r = proxy.post(CHAT, iter(pieces))  # a generator makes requests send Transfer-Encoding: chunked
+    assert r.status_code == 200, r.text
+    assert forwarded_bodies(stub, CHAT) == [body]
+    check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+def test_uppercase_x_request_hash_is_signed_as_lowercase(proxy, stub):
+    gateway_hash = sha256_hex(unique("gateway").encode())
+    r = proxy.post(CHAT, chat_body(unique("upper")), headers={"X-Request-Hash": gateway_hash.upper()})
+    assert r.status_code == 200
+    check_receipt(proxy, r.json()["id"], f"{gateway_hash}:{sha256_hex(r.content)}")
+
+
+def test_concurrent_completions_each_get_their_own_receipt(proxy, stub):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int):
+        body = chat_body(unique(f"parallel {i}"), stream=i % 2 == 1)
+        if i % 2:
+            r, raw = proxy.post_stream(CHAT, body)
+            return body, raw, json.loads(sse_events(raw)[0])["id"]
+        r = proxy.post(CHAT, body)
+        return body, r.content, r.json()["id"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(one, range(12)))
+    assert len({chat_id for _, _, chat_id in results}) == 12
+    for body, raw, chat_id in results:
+        check_receipt(proxy, chat_id, f"{sha256_hex(body)}:{sha256_hex(raw)}")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_limit_is_exact(small_proxy, stub, chunked):
+    def sized(n: int) -> bytes:
+        body = chat_body("")
+        return chat_body("y" * (n - len(body)))
+
+    at_limit, over_limit = sized(1024), sized(1025)
+    assert (len(at_limit), len(over_limit)) == (1024, 1025)
+    send = (lambda b: iter([b[:500], b[500:]])) if chunked else (lambda b: b)
+    assert small_proxy.post(CHAT, send(at_limit)).status_code == 200
+    assert_error(small_proxy.post(CHAT, send(over_limit)), 413, "request_too_large")
+
+
+@pytest.fixture(scope="session")
+def forgetful_proxy(stack):
+    return stack.proxies.get("forgetful-proxy") or stack.start_proxy("forgetful-proxy", CHAT_CACHE_EXPIRATION="1")
+
+
+def test_signature_record_expires_after_chat_cache_expiration(forgetful_proxy, stub):
+    import time
+
+    body = chat_body(unique("short-lived"))
+    r = forgetful_proxy.post(CHAT, body)
+    chat_id = r.json()["id"]
+    assert forgetful_proxy.signature(chat_id).status_code == 200
+    deadline = time.monotonic() + 10
+    while forgetful_proxy.signature(chat_id).status_code == 200:
+        assert time.monotonic() < deadline, "record still served 10 s after a 1 s CHAT_CACHE_EXPIRATION"
+        time.sleep(0.25)
+    assert_error(forgetful_proxy.signature(chat_id, "ed25519"), 404, "not_found")
