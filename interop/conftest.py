@@ -120,28 +120,39 @@ def make_token() -> str:
     return "tok-" + "".join(secrets.choice(alphabet) for _ in range(40))
 
 
-def write_self_signed_cert(directory: Path) -> tuple[Path, Path]:
+def make_certificate(common_name: str, issuer=None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A P-256 certificate, self-signed unless issuer = (issuer certificate, issuer key) is given."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vllm-proxy-interop.test")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_cert, issuer_key = issuer if issuer else (None, key)
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("vllm-proxy-interop.test")]), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+        .sign(issuer_key, hashes.SHA256())
     )
+    return cert, key
+
+
+def pem(item) -> bytes:
+    if isinstance(item, x509.Certificate):
+        return item.public_bytes(serialization.Encoding.PEM)
+    return item.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def write_self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    cert, key = make_certificate("vllm-proxy-interop.test")
     cert_path, key_path = directory / "tls-cert.pem", directory / "tls-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_path.write_bytes(pem(cert))
+    key_path.write_bytes(pem(key))
     return cert_path, key_path
 
 

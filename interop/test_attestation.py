@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 
 import pytest
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_keys import keys as eth_keys
 from eth_utils import keccak, to_checksum_address
 
+from conftest import make_certificate, pem
 from helpers import HEX64, agent_call, assert_error, chat_body
 
 REPORT = "/v1/attestation/report"
@@ -170,3 +172,54 @@ def test_unknown_signing_algo_is_400(proxy, algo):
 def test_report_needs_auth(proxy, authorization):
     headers = {} if authorization is None else {"Authorization": authorization}
     assert_error(proxy.get(REPORT, auth=False, headers=headers), 401)
+
+
+def test_uppercase_nonce_is_accepted_and_echoed_lowercase(proxy, stack):
+    nonce = secrets.token_bytes(32)
+    report = attest(proxy, nonce=nonce.hex().upper())
+    assert report["request_nonce"] == nonce.hex()
+    assert quoted_report_data(report) == expected_report_data(
+        "ecdsa", report["signing_address"], nonce, 1, stack.cert_path
+    )
+
+
+# ---------------------------------------------------------------- version 2 with a real-life certificate file
+
+
+@pytest.fixture(scope="session")
+def bundle(stack):
+    """TLS_CERT_PATH holding key + leaf + CA, as certbot-style bundles do; the leaf is what v2 must bind."""
+    ca = make_certificate("interop test CA")
+    leaf, leaf_key = make_certificate("leaf.interop.test", issuer=ca)
+    path = stack.tmp / "bundle.pem"
+    path.write_bytes(pem(leaf_key) + pem(leaf) + pem(ca[0]))
+    proxy = stack.proxies.get("bundle-proxy") or stack.start_proxy("bundle-proxy", TLS_CERT_PATH=str(path))
+    return proxy, path, leaf
+
+
+def spki_sha256_of(cert: x509.Certificate) -> bytes:
+    return hashlib.sha256(cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest()
+
+
+def check_v2_binds(proxy, cert: x509.Certificate, algo: str = "ed25519") -> None:
+    nonce = secrets.token_bytes(32)
+    report = attest(proxy, signing_algo=algo, nonce=nonce.hex(), version="2")
+    assert report["tls_cert_fingerprint"] == spki_sha256_of(cert).hex()
+    identity = hashlib.sha256(address_bytes(algo, report["signing_address"]) + spki_sha256_of(cert)).digest()
+    assert quoted_report_data(report) == identity + nonce
+
+
+@pytest.mark.parametrize("algo", ["ecdsa", "ed25519"])
+def test_v2_binds_the_leaf_of_a_key_and_chain_bundle(bundle, algo):
+    proxy, _, leaf = bundle
+    check_v2_binds(proxy, leaf, algo)
+
+
+def test_v2_follows_a_certificate_renewed_in_place(bundle, stack):
+    proxy, path, leaf = bundle
+    check_v2_binds(proxy, leaf)
+    renewed, renewed_key = make_certificate("leaf.interop.test")
+    staging = stack.tmp / "bundle.pem.new"
+    staging.write_bytes(pem(renewed_key) + pem(renewed))
+    os.replace(staging, path)  # how certbot and similar tools swap a renewed certificate in
+    check_v2_binds(proxy, renewed)
