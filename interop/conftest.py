@@ -292,6 +292,7 @@ def stack():
 
         cert_path, _ = write_self_signed_cert(tmp)
         s = Stack(tmp, bins, make_token(), stub_url, agent_socket, cert_path, processes, [], {})
+        _STACKS.append(s)
         s.start_proxy("vllm-proxy")
         yield s
     finally:
@@ -318,3 +319,23 @@ def stub(stack) -> StubClient:
     client = StubClient(stack.stub_url)
     client.reset()
     return client
+
+
+_STACKS: list[Stack] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, say which binaries are still alive and show the last lines of what each one logged."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _STACKS:
+        lines = []
+        for process in _STACKS[-1].processes:
+            code = process.popen.poll()
+            lines.append(f"{process.name}: {'running' if code is None else f'EXITED with {code}'}")
+            for path in (process.stdout_path, process.stderr_path):
+                if path.exists():
+                    tail = path.read_text(errors="replace").splitlines()[-8:]
+                    lines += [f"  {path.name}: {line[:300]}" for line in tail]
+        report.sections.append(("interop processes", "\n".join(lines)))

@@ -86,7 +86,14 @@ def test_abandoned_stream_is_cancelled_and_stores_no_receipt(proxy, stub):
             if b"\n\n" in first:
                 break
         chat_id = json.loads(first.split(b"\n\n")[0][len(b"data: "):])["id"]
-        assert basic_in_flight(proxy) >= 1
+        in_flight = basic_in_flight(proxy)
+        if in_flight < 1:  # diagnose: how did the stream end so early?
+            rest = first
+            for piece in r.iter_content(None):
+                rest += piece
+                if len(rest) > 1 << 20:
+                    break
+            pytest.fail(f"in flight {in_flight} while the stream is open; stream tail: {rest[-600:]!r}")
     deadline = time.monotonic() + 10
     while basic_in_flight(proxy) != 0:
         assert time.monotonic() < deadline, "the abandoned request still counts as in flight after 10 s"
