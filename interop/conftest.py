@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -43,10 +44,17 @@ def bin_dir() -> Path:
     return Path(out.stdout.strip())
 
 
+LISTENING = re.compile(rb"Server started and listening on 127\.0\.0\.1:(\d+)")
+_RESERVED: list[socket.socket] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A local port that refuses connections for the whole session: bound (so no other process on this shared
+    machine can take it) but never listening. For "upstream unreachable" cases and configs that must not start."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _RESERVED.append(s)
+    return s.getsockname()[1]
 
 
 class Process:
@@ -68,6 +76,20 @@ class Process:
             if path.exists():
                 text += f"--- {path.name}\n" + path.read_text(errors="replace")[-n:]
         return text
+
+    def listening_port(self) -> int:
+        """The port this binary picked for port 0, from its "Server started and listening on" stderr line
+        (stderr is unbuffered; stub-vllm's stdout line is block-buffered when stdout is a file)."""
+        found: list[int] = []
+
+        def bound() -> bool:
+            match = LISTENING.search(self.stderr_path.read_bytes())
+            if match:
+                found.append(int(match.group(1)))
+            return bool(match)
+
+        self.wait_until(bound, "a 'Server started and listening on' line")
+        return found[0]
 
     def wait_until(self, ready, what: str) -> None:
         deadline = time.monotonic() + STARTUP_DEADLINE
@@ -245,13 +267,12 @@ class Stack:
     proxies: dict[str, ProxyClient]
 
     def start_proxy(self, name: str, **extra_env: str) -> ProxyClient:
-        port = free_port()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "TOKEN": self.token,
             "MODEL_NAME": "interop-model",
             "HOST": "127.0.0.1",
-            "PORT": str(port),
+            "PORT": "0",  # the proxy picks a free port and logs it; no race with other suites on this machine
             "VLLM_BASE_URL": self.stub_url,
             "DSTACK_SIMULATOR_ENDPOINT": str(self.agent_socket),
             "GPU_NO_HW_MODE": "1",
@@ -262,7 +283,7 @@ class Stack:
         }
         process = Process(name, [str(self.bins / "vllm-proxy")], self.tmp, env=env)
         self.processes.append(process)
-        base_url = f"http://127.0.0.1:{port}"
+        base_url = f"http://127.0.0.1:{process.listening_port()}"
         process.wait_until(lambda: http_ok(base_url + "/"), f"GET {base_url}/ answering 200")
         client = ProxyClient(base_url, self.token, process, self.seen)
         self.proxies[name] = client
@@ -275,14 +296,9 @@ def stack():
     processes: list[Process] = []
     try:
         bins = bin_dir()
-        stub_port = free_port()
-        stub = Process(
-            "stub-vllm",
-            [str(bins / "stub-vllm"), "--host", "127.0.0.1", "--port", str(stub_port)],
-            tmp,
-        )
+        stub = Process("stub-vllm", [str(bins / "stub-vllm"), "--host", "127.0.0.1", "--port", "0"], tmp)
         processes.append(stub)
-        stub_url = f"http://127.0.0.1:{stub_port}"
+        stub_url = f"http://127.0.0.1:{stub.listening_port()}"
         stub.wait_until(lambda: http_ok(stub_url + "/v1/models"), "stub answering /v1/models")
 
         agent_socket = tmp / "dstack.sock"
@@ -297,6 +313,8 @@ def stack():
         yield s
     finally:
         stop_all(processes)
+        while _RESERVED:
+            _RESERVED.pop().close()
         if os.environ.get("INTEROP_KEEP_TMP"):
             print(f"\ninterop: logs and certificate kept in {tmp}")
         else:
