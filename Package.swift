@@ -6,7 +6,7 @@ import PackageDescription
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
 let package = Package(
     name: "vllm-proxy",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "vllm-proxy", targets: ["vllm-proxy"]),
         .executable(name: "stub-vllm", targets: ["stub-vllm"]),

@@ -1,0 +1,189 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JSON
+import NIOCore
+import Synchronization
+
+/// A development stand-in for vLLM: OpenAI-style chat and text completions (streamed or not), `/v1/models`
+/// and `/metrics`. It answers with an echo of the last message so a caller can see what reached it.
+///
+/// Behaviour is chosen by the request's `model`, so tests need no side channel:
+/// `stub-error-<status>` answers that status; `stub-slow-<ms>` waits before answering;
+/// `stub-stall` streams one chunk then goes silent; `stub-long` streams many chunks slowly;
+/// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields.
+public final class StubVLLM: Sendable {
+    /// One request as the stub received it.
+    public struct Recorded: Sendable {
+        public let method: String
+        public let path: String
+        public let headers: [String: String]
+        public let body: [UInt8]
+    }
+
+    private let recorded = Mutex<[Recorded]>([])
+    private let waiting = Mutex<Double>(0)
+    private let counter = Atomic<Int>(0)
+
+    public init() {}
+
+    /// Requests received so far, oldest first.
+    public var requests: [Recorded] { recorded.withLock { $0 } }
+    public func reset() { recorded.withLock { $0.removeAll() } }
+    /// The `vllm:num_requests_waiting` value `/metrics` reports.
+    public func setWaiting(_ value: Double) { waiting.withLock { $0 = value } }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.post("/v1/chat/completions") { request, _ in try await self.complete(request, chat: true) }
+        router.post("/v1/completions") { request, _ in try await self.complete(request, chat: false) }
+        router.get("/v1/models") { request, _ in
+            self.record(request, body: [])
+            return Self.json(
+                .ok,
+                [
+                    "object": "list",
+                    "data": [["id": "stub-model", "object": "model", "owned_by": "vllm-stub", "max_model_len": 4096]],
+                ])
+        }
+        router.get("/metrics") { _, _ in
+            let value = self.waiting.withLock { $0 }
+            let text = """
+                # HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+                # TYPE vllm:num_requests_waiting gauge
+                vllm:num_requests_waiting{engine="0",model_name="stub-model"} \(value)
+                # TYPE vllm:num_requests_waiting_by_reason gauge
+                vllm:num_requests_waiting_by_reason{engine="0",reason="capacity"} 7.0
+                # TYPE vllm:num_requests_running gauge
+                vllm:num_requests_running{engine="0",model_name="stub-model"} 0.0
+
+                """
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        // Test control: recorded requests as JSON, reset, and the congestion value.
+        router.get("/stub/requests") { _, _ in
+            let list = self.requests.map { recorded -> JSONValue in
+                var headers = JSONObject()
+                for (name, value) in recorded.headers { headers[name] = .string(value) }
+                return [
+                    "method": .string(recorded.method), "path": .string(recorded.path), "headers": .object(headers),
+                    "body": .string(String(decoding: recorded.body, as: UTF8.self)),
+                ]
+            }
+            return Self.json(.ok, .array(list))
+        }
+        router.post("/stub/reset") { _, _ in
+            self.reset()
+            return Self.json(.ok, [:])
+        }
+        router.post("/stub/waiting/{value}") { _, context in
+            self.setWaiting(Double(try context.parameters.require("value")) ?? 0)
+            return Self.json(.ok, [:])
+        }
+        return router
+    }
+
+    private func record(_ request: Request, body: [UInt8]) {
+        var headers: [String: String] = [:]
+        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        let entry = Recorded(method: request.method.rawValue, path: request.uri.path, headers: headers, body: body)
+        recorded.withLock { $0.append(entry) }
+    }
+
+    private func complete(_ request: Request, chat: Bool) async throws -> Response {
+        let bytes = Array(buffer: try await request.body.collect(upTo: 64 << 20))
+        record(request, body: bytes)
+        let body = (try? JSONValue(parsing: bytes)) ?? [:]
+        let model = body["model"]?.stringValue ?? "stub-model"
+        if model.hasPrefix("stub-error-"), let code = Int(model.dropFirst("stub-error-".count)) {
+            return Self.json(
+                .init(code: code),
+                ["object": "error", "message": .string("stub error \(code)"), "type": "BadRequestError", "param": nil,
+                 "code": .integer(code)])
+        }
+        if model.hasPrefix("stub-slow-"), let ms = Int(model.dropFirst("stub-slow-".count)) {
+            try await Task.sleep(for: .milliseconds(ms))
+        }
+        let id = (chat ? "chatcmpl-stub-" : "cmpl-stub-") + String(counter.add(1, ordering: .relaxed).newValue)
+        let reply = "Echo: " + Self.lastText(body, chat: chat)
+        let reasoning = model.contains("reasoning") ? "Thinking about: \(Self.lastText(body, chat: chat))" : nil
+        if body["stream"] == .bool(true) {
+            return stream(id: id, model: model, reply: reply, reasoning: reasoning, chat: chat)
+        }
+        var choice: JSONObject = ["index": 0, "finish_reason": "stop", "logprobs": nil]
+        if chat {
+            var message: JSONObject = ["role": "assistant", "content": .string(reply), "tool_calls": []]
+            if let reasoning {
+                message["reasoning_content"] = .string(reasoning)
+                message["reasoning"] = .string(reasoning)
+            }
+            choice["message"] = .object(message)
+        } else {
+            choice["text"] = .string(reply)
+        }
+        let words = reply.split(separator: " ").count
+        return Self.json(
+            .ok,
+            [
+                "id": .string(id), "object": chat ? "chat.completion" : "text_completion",
+                "created": .integer(Int(Date().timeIntervalSince1970)), "model": .string(model),
+                "choices": [.object(choice)],
+                "usage": ["prompt_tokens": 5, "completion_tokens": .integer(words), "total_tokens": .integer(words + 5)],
+            ])
+    }
+
+    private func stream(id: String, model: String, reply: String, reasoning: String?, chat: Bool) -> Response {
+        let created = Int(Date().timeIntervalSince1970)
+        @Sendable func chunk(_ delta: JSONObject?, text: String?, finish: String?) -> ByteBuffer {
+            var choice: JSONObject = ["index": 0, "logprobs": nil, "finish_reason": finish.map { .string($0) } ?? nil]
+            if chat { choice["delta"] = .object(delta ?? [:]) } else { choice["text"] = .string(text ?? "") }
+            let event: JSONValue = [
+                "id": .string(id), "object": chat ? "chat.completion.chunk" : "text_completion",
+                "created": .integer(created), "model": .string(model), "choices": [.object(choice)],
+            ]
+            return ByteBuffer(bytes: Array("data: ".utf8) + event.serialized() + Array("\n\n".utf8))
+        }
+        let pieces = reply.split(separator: " ", omittingEmptySubsequences: false).enumerated().map {
+            $0.offset == 0 ? String($0.element) : " " + $0.element
+        }
+        let (count, delay): (Int, Duration) =
+            model == "stub-long" ? (2000, .milliseconds(5)) : (1, .zero)
+        let stall = model == "stub-stall"
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                if chat { try await writer.write(chunk(["role": "assistant", "content": ""], text: nil, finish: nil)) }
+                if stall { try await Task.sleep(for: .seconds(3600)) }
+                if let reasoning {
+                    try await writer.write(
+                        chunk(["reasoning_content": .string(reasoning), "reasoning": .string(reasoning)], text: nil, finish: nil))
+                }
+                for _ in 0..<count {
+                    for piece in pieces {
+                        try await writer.write(chunk(["content": .string(piece)], text: piece, finish: nil))
+                        if delay > .zero { try await Task.sleep(for: delay) }
+                    }
+                }
+                try await writer.write(chunk([:], text: "", finish: "stop"))
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            })
+    }
+
+    /// The text of the last message (chat) or the prompt (text completion), whatever its content shape.
+    static func lastText(_ body: JSONValue, chat: Bool) -> String {
+        guard chat else { return body["prompt"]?.stringValue ?? "" }
+        guard let content = body["messages"]?.arrayValue?.last?["content"] else { return "" }
+        if let text = content.stringValue { return text }
+        let parts = content.arrayValue?.compactMap { $0["type"] == "text" ? $0["text"]?.stringValue : nil } ?? []
+        return parts.joined(separator: " ")
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    }
+}

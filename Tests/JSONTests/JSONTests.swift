@@ -1,0 +1,62 @@
+import JSON
+import Testing
+
+@Suite struct JSONParsingTests {
+    @Test func roundTripPreservesOrderAndNumberLiterals() throws {
+        let text = #"{"z":1,"a":[0.7,-1e+10,1.0E-3,true,false,null],"m":{"k":"v"}}"#
+        let value = try JSONValue(parsing: Array(text.utf8))
+        #expect(String(decoding: value.serialized(), as: UTF8.self) == text)
+        #expect(value.objectValue?.keys == ["z", "a", "m"])
+    }
+
+    @Test func whitespaceIsAcceptedAndDroppedOnSerialisation() throws {
+        let value = try JSONValue(parsing: Array(" { \"a\" : [ 1 , 2 ] }\n".utf8))
+        #expect(String(decoding: value.serialized(), as: UTF8.self) == #"{"a":[1,2]}"#)
+    }
+
+    @Test func escapesAndSurrogatesDecode() throws {
+        let value = try JSONValue(parsing: Array(#""a\"b\\c\/d\n\u00e9\ud83d\ude00""#.utf8))
+        #expect(value.stringValue == "a\"b\\c/d\né😀")
+        let back = String(decoding: value.serialized(), as: UTF8.self)
+        #expect(back == "\"a\\\"b\\\\c/d\\né😀\"")
+    }
+
+    @Test func controlCharactersAreEscapedOnOutput() {
+        let value = JSONValue.string("\u{01}\t")
+        #expect(String(decoding: value.serialized(), as: UTF8.self) == #""\u0001\t""#)
+    }
+
+    @Test func duplicateKeysKeepTheLastValue() throws {
+        let value = try JSONValue(parsing: Array(#"{"a":1,"a":2}"#.utf8))
+        #expect(value["a"] == .number("2"))
+        #expect(value.objectValue?.count == 1)
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\":}", "01", "1.", "-", "1e", "tru", "\"abc", "{\"a\" 1}", "[1] 2", "\"\u{01}\"",
+        "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "{1:2}", "nul", "[1 2]",
+    ])
+    func malformedDocumentsAreRejected(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: Array(text.utf8)) }
+    }
+
+    @Test func invalidUTF8IsRejected() {
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: [0x22, 0xFF, 0x22]) }
+    }
+
+    @Test func deepNestingIsRefusedNotCrashed() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONParseError.tooDeep) { try JSONValue(parsing: Array(deep.utf8)) }
+        let fine = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        #expect(throws: Never.self) { try JSONValue(parsing: Array(fine.utf8)) }
+    }
+
+    @Test func objectSubscriptSetsReplacesAndRemoves() {
+        var object: JSONObject = ["a": 1, "b": 2]
+        object["a"] = "x"
+        object["c"] = nil
+        object["b"] = nil
+        object["d"] = true
+        #expect(String(decoding: JSONValue.object(object).serialized(), as: UTF8.self) == #"{"a":"x","d":true}"#)
+    }
+}
