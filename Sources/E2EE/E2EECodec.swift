@@ -39,10 +39,13 @@ public struct E2EECodec: Sendable {
         guard let clientKey = E2EEPublicKey(hex: clientHeader, algorithm: algorithm),
             acceptsClientKey(clientKey)
         else { throw .invalidPublicKey(E2EEHeaders.clientPublicKeyName) }
-        guard let modelKey = E2EEPublicKey(hex: modelHeader, algorithm: algorithm) else {
-            throw .invalidPublicKey(E2EEHeaders.modelPublicKeyName)
+        // Our own key is valid by construction, so only a different key needs the full point check.
+        if !server.isOwnKey(hex: modelHeader, algorithm: algorithm) {
+            guard E2EEPublicKey(hex: modelHeader, algorithm: algorithm) != nil else {
+                throw .invalidPublicKey(E2EEHeaders.modelPublicKeyName)
+            }
+            throw .modelKeyMismatch
         }
-        guard server.owns(modelKey) else { throw .modelKeyMismatch }
 
         if let versionHeader, versionHeader != "1", versionHeader != "2" { throw .invalidVersion }
         // Explicit version 2, or nonce and timestamp both present, selects v2 (the latter for
@@ -164,4 +167,11 @@ public struct E2EECodec: Sendable {
         case .some(let composite): String(decoding: composite.serialized(), as: UTF8.self)
         }
     }
+}
+
+// The codec holds the instance's X25519 private key; keep it out of logs and dumps.
+extension E2EECodec: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "E2EECodec(replayWindow: \(replayWindow), keys redacted)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["replayWindow": replayWindow], displayStyle: .struct) }
 }

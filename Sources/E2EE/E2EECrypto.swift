@@ -170,10 +170,12 @@ struct ServerKeys: Sendable {
         }
     }
 
-    func owns(_ key: E2EEPublicKey) -> Bool {
-        switch key {
-        case .ecdsa(let point): point == ecdsaPublicKey
-        case .ed25519(let bytes, _): bytes == ed25519PublicKey
+    /// Whether `hex` is this instance's public key for `algorithm` (ecdsa: 64- or 65-byte form).
+    func isOwnKey(hex: String, algorithm: SigningAlgo) -> Bool {
+        guard let bytes = Hex.decode(hex) else { return false }
+        switch algorithm {
+        case .ecdsa: return bytes == ecdsaPublicKey.raw64 || bytes == ecdsaPublicKey.uncompressed65
+        case .ed25519: return bytes == ed25519PublicKey
         }
     }
 

@@ -28,27 +28,17 @@ struct Field25519: Equatable {
     /// The canonical value of 32 little-endian bytes, or nil when they encode a number ≥ p.
     init?(canonicalLittleEndian bytes: [UInt8]) {
         precondition(bytes.count == 32)
-        var limbs = [UInt64](repeating: 0, count: 4)
-        for (index, byte) in bytes.enumerated() {
-            limbs[index / 8] |= UInt64(byte) << (8 * UInt64(index % 8))
+        func limb(_ index: Int) -> UInt64 {
+            (0..<8).reduce(0) { $0 | UInt64(bytes[index * 8 + $1]) << (8 * UInt64($1)) }
         }
-        let value = Field25519(limbs[0], limbs[1], limbs[2], limbs[3])
+        let value = Field25519(limb(0), limb(1), limb(2), limb(3))
         guard value.isLess(than: Self.p) else { return nil }
         self = value
     }
 
     var littleEndianBytes: [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        for limb in [l0, l1, l2, l3] {
-            for shift in stride(from: 0, to: 64, by: 8) {
-                out.append(UInt8(truncatingIfNeeded: limb >> UInt64(shift)))
-            }
-        }
-        return out
+        [l0, l1, l2, l3].flatMap { limb in (0..<8).map { UInt8(truncatingIfNeeded: limb >> (8 * UInt64($0))) } }
     }
-
-    var isZero: Bool { self == .zero }
 
     /// Whether this is a square in the field (zero counts as a square).
     var isSquare: Bool {
@@ -61,86 +51,88 @@ struct Field25519: Equatable {
 
     static func + (a: Field25519, b: Field25519) -> Field25519 {
         // Both < p < 2²⁵⁵, so the sum fits in 256 bits and one conditional subtraction reduces it.
-        var (r0, c) = a.l0.addingReportingOverflow(b.l0)
-        var (r1, c1) = a.l1.addingCarry(b.l1, c)
-        var (r2, c2) = a.l2.addingCarry(b.l2, c1)
+        let (r0, c0) = a.l0.addingCarry(b.l0, false)
+        let (r1, c1) = a.l1.addingCarry(b.l1, c0)
+        let (r2, c2) = a.l2.addingCarry(b.l2, c1)
         let (r3, _) = a.l3.addingCarry(b.l3, c2)
-        var sum = Field25519(r0, r1, r2, r3)
-        if !sum.isLess(than: p) {
-            (r0, c) = sum.l0.subtractingReportingOverflow(p.l0)
-            (r1, c1) = sum.l1.subtractingBorrow(p.l1, c)
-            (r2, c2) = sum.l2.subtractingBorrow(p.l2, c1)
-            sum = Field25519(r0, r1, r2, sum.l3.subtractingBorrow(p.l3, c2).0)
-        }
-        return sum
+        let sum = Field25519(r0, r1, r2, r3)
+        return sum.isLess(than: p) ? sum : sum.wrappingSubtract(p).value
     }
 
     static func - (a: Field25519, b: Field25519) -> Field25519 {
-        let (r0, b0) = a.l0.subtractingReportingOverflow(b.l0)
-        let (r1, b1) = a.l1.subtractingBorrow(b.l1, b0)
-        let (r2, b2) = a.l2.subtractingBorrow(b.l2, b1)
-        let (r3, b3) = a.l3.subtractingBorrow(b.l3, b2)
-        let difference = Field25519(r0, r1, r2, r3)
-        guard b3 else { return difference }
-        // a − b wrapped to a − b + 2²⁵⁶; adding p and dropping the carry leaves a − b + p ∈ [0, p).
-        let (s0, c0) = difference.l0.addingReportingOverflow(p.l0)
-        let (s1, c1) = difference.l1.addingCarry(p.l1, c0)
-        let (s2, c2) = difference.l2.addingCarry(p.l2, c1)
-        return Field25519(s0, s1, s2, difference.l3.addingCarry(p.l3, c2).0)
+        let (difference, borrow) = a.wrappingSubtract(b)
+        // On borrow the limbs hold a − b + 2²⁵⁶; adding p and dropping the carry leaves a − b + p ∈ [0, p).
+        return borrow ? difference.wrappingAdd(p).value : difference
     }
 
     static func * (a: Field25519, b: Field25519) -> Field25519 {
-        let x = [a.l0, a.l1, a.l2, a.l3]
-        let y = [b.l0, b.l1, b.l2, b.l3]
-        var t = [UInt64](repeating: 0, count: 8)
-        for i in 0..<4 {
-            var carry: UInt64 = 0
-            for j in 0..<4 {
-                // x·y + t + carry ≤ (2⁶⁴−1)² + 2(2⁶⁴−1) = 2¹²⁸ − 1: never overflows 128 bits.
-                var (high, low) = x[i].multipliedFullWidth(by: y[j])
-                let (sum1, o1) = low.addingReportingOverflow(t[i + j])
-                let (sum2, o2) = sum1.addingReportingOverflow(carry)
-                low = sum2
-                high &+= (o1 ? 1 : 0) &+ (o2 ? 1 : 0)
-                t[i + j] = low
-                carry = high
-            }
-            t[i + 4] = carry
-        }
-        return reduce(t)
-    }
-
-    /// Reduces a 512-bit product using 2²⁵⁶ ≡ 38 (mod p).
-    private static func reduce(_ t: [UInt64]) -> Field25519 {
-        var r = [UInt64](repeating: 0, count: 4)
-        var carry: UInt64 = 0
-        for k in 0..<4 {
-            var (high, low) = t[k + 4].multipliedFullWidth(by: 38)
-            let (sum1, o1) = low.addingReportingOverflow(t[k])
-            let (sum2, o2) = sum1.addingReportingOverflow(carry)
-            low = sum2
-            high &+= (o1 ? 1 : 0) &+ (o2 ? 1 : 0)
-            r[k] = low
-            carry = high
-        }
-        // carry ≤ 38: fold carry · 2²⁵⁶ back in as carry · 38; that can overflow 2²⁵⁶ at most once more.
-        var fold = carry &* 38
+        // Schoolbook 4×4 limbs into t0…t7, one row per limb of a.
+        var c: UInt64
+        var t0: UInt64, t1: UInt64, t2: UInt64, t3: UInt64, t4: UInt64, t5: UInt64, t6: UInt64, t7: UInt64
+        (t0, c) = mac(a.l0, b.l0, 0, 0)
+        (t1, c) = mac(a.l0, b.l1, 0, c)
+        (t2, c) = mac(a.l0, b.l2, 0, c)
+        (t3, c) = mac(a.l0, b.l3, 0, c)
+        t4 = c
+        (t1, c) = mac(a.l1, b.l0, t1, 0)
+        (t2, c) = mac(a.l1, b.l1, t2, c)
+        (t3, c) = mac(a.l1, b.l2, t3, c)
+        (t4, c) = mac(a.l1, b.l3, t4, c)
+        t5 = c
+        (t2, c) = mac(a.l2, b.l0, t2, 0)
+        (t3, c) = mac(a.l2, b.l1, t3, c)
+        (t4, c) = mac(a.l2, b.l2, t4, c)
+        (t5, c) = mac(a.l2, b.l3, t5, c)
+        t6 = c
+        (t3, c) = mac(a.l3, b.l0, t3, 0)
+        (t4, c) = mac(a.l3, b.l1, t4, c)
+        (t5, c) = mac(a.l3, b.l2, t5, c)
+        (t6, c) = mac(a.l3, b.l3, t6, c)
+        t7 = c
+        // 2²⁵⁶ ≡ 38 (mod p): fold the high half onto the low half.
+        var r0: UInt64, r1: UInt64, r2: UInt64, r3: UInt64
+        (r0, c) = mac(t4, 38, t0, 0)
+        (r1, c) = mac(t5, 38, t1, c)
+        (r2, c) = mac(t6, 38, t2, c)
+        (r3, c) = mac(t7, 38, t3, c)
+        // c ≤ 38, so c·38 fits a limb; adding it can carry out of 2²⁵⁶ at most once more.
+        var value = Field25519(r0, r1, r2, r3)
+        var fold = c &* 38
         while fold != 0 {
-            var overflow = false
-            (r[0], overflow) = r[0].addingReportingOverflow(fold)
-            var k = 1
-            while overflow && k < 4 {
-                (r[k], overflow) = r[k].addingReportingOverflow(1)
-                k += 1
-            }
+            let (sum, overflow) = value.wrappingAdd(Field25519(fold))
+            value = sum
             fold = overflow ? 38 : 0
         }
-        var value = Field25519(r[0], r[1], r[2], r[3])
         // value < 2²⁵⁶ = 2p + 38, so at most two subtractions of p.
         while !value.isLess(than: p) {
-            value = value - p
+            value = value.wrappingSubtract(p).value
         }
         return value
+    }
+
+    /// x·y + t + carry as (low limb, high limb); at most (2⁶⁴−1)² + 2(2⁶⁴−1) = 2¹²⁸ − 1, so it never overflows.
+    @inline(__always)
+    private static func mac(_ x: UInt64, _ y: UInt64, _ t: UInt64, _ carry: UInt64) -> (UInt64, UInt64) {
+        let (high, low) = x.multipliedFullWidth(by: y)
+        let (sum1, o1) = low.addingReportingOverflow(t)
+        let (sum2, o2) = sum1.addingReportingOverflow(carry)
+        return (sum2, high &+ (o1 ? 1 : 0) &+ (o2 ? 1 : 0))
+    }
+
+    private func wrappingAdd(_ other: Field25519) -> (value: Field25519, overflow: Bool) {
+        let (r0, c0) = l0.addingCarry(other.l0, false)
+        let (r1, c1) = l1.addingCarry(other.l1, c0)
+        let (r2, c2) = l2.addingCarry(other.l2, c1)
+        let (r3, c3) = l3.addingCarry(other.l3, c2)
+        return (Field25519(r0, r1, r2, r3), c3)
+    }
+
+    private func wrappingSubtract(_ other: Field25519) -> (value: Field25519, borrow: Bool) {
+        let (r0, b0) = l0.subtractingBorrow(other.l0, false)
+        let (r1, b1) = l1.subtractingBorrow(other.l1, b0)
+        let (r2, b2) = l2.subtractingBorrow(other.l2, b1)
+        let (r3, b3) = l3.subtractingBorrow(other.l3, b2)
+        return (Field25519(r0, r1, r2, r3), b3)
     }
 
     private func power(_ exponent: Field25519) -> Field25519 {
@@ -165,12 +157,14 @@ struct Field25519: Equatable {
 }
 
 extension UInt64 {
+    @inline(__always)
     fileprivate func addingCarry(_ other: UInt64, _ carry: Bool) -> (UInt64, Bool) {
         let (sum, o1) = addingReportingOverflow(other)
         let (total, o2) = sum.addingReportingOverflow(carry ? 1 : 0)
         return (total, o1 || o2)
     }
 
+    @inline(__always)
     fileprivate func subtractingBorrow(_ other: UInt64, _ borrow: Bool) -> (UInt64, Bool) {
         let (difference, b1) = subtractingReportingOverflow(other)
         let (total, b2) = difference.subtractingReportingOverflow(borrow ? 1 : 0)
@@ -192,11 +186,10 @@ enum Ed25519ToX25519 {
         yBytes[31] &= 0x7F
         guard let y = Field25519(canonicalLittleEndian: yBytes) else { return nil }
         guard y != .one else { return nil }
-        // On the curve iff x² = (y² − 1) / (d·y² + 1) has a solution; the denominator is never zero
-        // because −1/d is not a square.
+        // On the curve iff x² = (y² − 1) / (d·y² + 1) has a solution. The denominator is never zero
+        // (−1/d is not a square), and num/den = num·den/den², so testing num·den saves an inversion.
         let y2 = y * y
-        let x2 = (y2 - .one) * (d * y2 + .one).inverse
-        guard x2.isSquare else { return nil }
+        guard ((y2 - .one) * (d * y2 + .one)).isSquare else { return nil }
         let u = (Field25519.one + y) * (Field25519.one - y).inverse
         return u.littleEndianBytes
     }

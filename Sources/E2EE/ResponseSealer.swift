@@ -83,3 +83,12 @@ public struct ResponseSealer: Sendable {
         value = .object(root)
     }
 }
+
+// The sealer holds the response's AES key; keep it out of logs and dumps.
+extension ResponseSealer: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "ResponseSealer(algorithm: \(session.algorithm), version: \(session.version.headerValue), key redacted)"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["session": session], displayStyle: .struct) }
+}

@@ -379,3 +379,24 @@ import Testing
         #expect(try parties.clientDecrypt(field, algo: algo, aad: responseAAD(algo, field: "content")) == "")
     }
 }
+
+@Suite struct RedactionTests {
+    @Test(arguments: SigningAlgo.allCases)
+    func secretsStayOutOfDescriptions(algo: SigningAlgo) throws {
+        let parties = try Parties()
+        let sealer = try parties.server.responseSealer(for: parties.session(algo))
+        var rendered = ""
+        dump(parties.server, to: &rendered)
+        dump(sealer, to: &rendered)
+        rendered += "\(parties.server) \(String(reflecting: parties.server)) \(sealer) \(String(reflecting: sealer))"
+        let secrets = [
+            E2EEVectors.shared.server.secp256k1_private_key, E2EEVectors.shared.server.ed25519_seed,
+            E2EEVectors.shared.server.x25519_private_from_ed25519,
+        ]
+        for secret in secrets {
+            #expect(!rendered.contains(secret))
+            #expect(!rendered.contains(bytes(secret).map(String.init).joined(separator: ", ")))
+        }
+        #expect(!rendered.contains("SymmetricKey"))
+    }
+}
