@@ -14,6 +14,7 @@ public struct ProxyServices: Sendable {
     /// E2EE v2 replay claims; separate from records so a flood of claims cannot evict receipts.
     public let replayStore: any SharedStore
     public let vllm: Upstream
+    public let chutes: ChutesMode
     public let trafficControl: TrafficControl
     public let metrics: ProxyMetrics
     public let attestation: AttestationService
@@ -34,6 +35,7 @@ public struct ProxyServices: Sendable {
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
             client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
             timeout: config.upstreamTimeout)
+        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger
@@ -70,6 +72,7 @@ public struct ProxyServices: Sendable {
     /// Closes the upstream connection pools; call once the server has stopped.
     public func shutdown() async throws {
         try await vllm.client.shutdown()
+        if case .enabled(let upstream) = chutes { try await upstream.client.shutdown() }
         try await agentClient.shutdown()
     }
 }

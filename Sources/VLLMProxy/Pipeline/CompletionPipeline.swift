@@ -149,10 +149,12 @@ struct CompletionPipeline: Sendable {
         } catch {
             throw upstream.mapError(error, logger: logger)
         }
+        logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
+        let relayed = try upstream.relayedError(status: Int(response.status.code), body: body)
         var headers = headers
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
-        logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
-        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: body))
+        return Response(
+            status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: relayed))
     }
 
     private func relayJSON(
