@@ -58,7 +58,7 @@ public struct ProxyServices: Sendable {
 
     var receipts: ReceiptIssuer {
         ReceiptIssuer(
-            keys: keys, store: store, modelName: config.modelName, ttl: config.chatCacheExpiration, logger: logger,
+            keys: keys, store: store, modelName: config.modelName, ttl: config.chatCacheExpiration,
             metrics: metrics)
     }
 

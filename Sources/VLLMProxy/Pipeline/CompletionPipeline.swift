@@ -59,10 +59,12 @@ struct CompletionPipeline: Sendable {
         let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name)
         if decoded.isStream {
             return relayStream(
-                response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket)
+                response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket,
+                logger: logger)
         }
         return try await relayJSON(
-            response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket)
+            response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket,
+            logger: logger)
     }
 
     // MARK: E2EE
@@ -159,13 +161,13 @@ struct CompletionPipeline: Sendable {
 
     private func relayJSON(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, ticket: InFlightTicket?
+        sealer: ResponseSealer?, ticket: InFlightTicket?, logger: Logger
     ) async throws -> Response {
         var body: ByteBuffer
         do {
             body = try await response.body.collect(upTo: Self.maxResponseBytes)
         } catch {
-            throw upstream.mapError(error, logger: receipts.logger)
+            throw upstream.mapError(error, logger: logger)
         }
         var json = try? JSONValue(parsing: body.readableBytesView)
         if let sealer {
@@ -196,7 +198,7 @@ struct CompletionPipeline: Sendable {
 
     private func relayStream(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, ticket: InFlightTicket?
+        sealer: ResponseSealer?, ticket: InFlightTicket?, logger: Logger
     ) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
@@ -215,7 +217,7 @@ struct CompletionPipeline: Sendable {
                         chunk = try await chunks.next()
                     } catch {
                         // The upstream broke mid-stream: tell the client in-band, store no receipt.
-                        let failure = upstream.mapError(error, logger: receipts.logger)
+                        let failure = upstream.mapError(error, logger: logger)
                         try await writer.write(ByteBuffer(bytes: relay.errorEvent(failure)))
                         try await writer.finish(nil)
                         return
@@ -300,7 +302,7 @@ struct StreamRelay {
         out.writeString("\n\n")
     }
 
-    mutating func errorEvent(_ error: ProxyError) -> [UInt8] {
+    func errorEvent(_ error: ProxyError) -> [UInt8] {
         Array("data: ".utf8) + error.body + Array("\n\n".utf8)
     }
 
