@@ -56,6 +56,14 @@ public struct E2EESession: Sendable {
         }
     }
 
+    /// How long the replay claim must live: until the timestamp leaves the acceptance window, i.e.
+    /// `timestamp + window − now` (at least 1 s). A fixed `window` from first use would let a request
+    /// stamped in the future be replayed once its claim expired but while its timestamp is still accepted.
+    public func replayClaimSeconds(now: Int, window: Int) -> Int {
+        guard case .v2(_, let timestamp) = version, let seconds = Int(timestamp) else { return window }
+        return max(1, seconds + window - now + 1)
+    }
+
     /// `X-E2EE-Applied: true`, `X-E2EE-Version`, `X-E2EE-Algo`.
     public var responseHeaders: [(name: String, value: String)] {
         [("X-E2EE-Applied", "true"), ("X-E2EE-Version", version.headerValue), ("X-E2EE-Algo", algorithm.rawValue)]

@@ -47,6 +47,16 @@ import Testing
         #expect(v2.clientKey == E2EEPublicKey(hex: parties.clientKeys.publicKeyHex(for: algo), algorithm: algo))
     }
 
+    /// The claim outlives the timestamp's acceptance, so a future-stamped request cannot be replayed later.
+    @Test func replayClaimLastsUntilTheTimestampLeavesTheWindow() throws {
+        let v2 = try parties.session(.ecdsa)
+        let window = 300
+        #expect(v2.replayClaimSeconds(now: vectorTimestamp, window: window) == window + 1)
+        #expect(v2.replayClaimSeconds(now: vectorTimestamp - window, window: window) == 2 * window + 1)
+        #expect(v2.replayClaimSeconds(now: vectorTimestamp + window, window: window) == 1)
+        #expect(try parties.session(.ecdsa, v2: false).replayClaimSeconds(now: 0, window: window) == window)
+    }
+
     @Test func versionSelection() throws {
         var headers = parties.headers(.ecdsa)
         headers.version = nil

@@ -31,9 +31,6 @@ struct CompletionPipeline: Sendable {
     /// Where v2 nonces are claimed: one namespace for every chat route.
     let replayGuard: any SharedStore
     let modelName: String
-    /// Non-streamed upstream bodies are held whole (to hash and sign them); this bounds that memory.
-    static let maxResponseBytes = 64 << 20
-
     func run(
         _ request: Request, context: some RequestContext, kind: CompletionKind, upstream: Upstream,
         admission: TrafficControl?
@@ -98,7 +95,9 @@ struct CompletionPipeline: Sendable {
                 json = value.objectValue ?? json
             }
             if let key = session.replayKey(modelName: modelName) {
-                guard await replayGuard.claim(key, ttl: .seconds(e2ee.replayWindow)) else { throw .replayDetected }
+                let lifetime = session.replayClaimSeconds(
+                    now: Int(Date().timeIntervalSince1970), window: e2ee.replayWindow)
+                guard await replayGuard.claim(key, ttl: .seconds(lifetime)) else { throw .replayDetected }
             }
             return try e2ee.responseSealer(for: session)
         } catch {
@@ -145,12 +144,7 @@ struct CompletionPipeline: Sendable {
     private func passThroughError(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, logger: Logger
     ) async throws -> Response {
-        let body: ByteBuffer
-        do {
-            body = try await response.body.collect(upTo: Self.maxResponseBytes)
-        } catch {
-            throw upstream.mapError(error, logger: logger)
-        }
+        let body = try await upstream.collect(response, logger: logger)
         logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
         let relayed = try upstream.relayedError(status: Int(response.status.code), body: body)
         var headers = headers
@@ -163,12 +157,7 @@ struct CompletionPipeline: Sendable {
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
         sealer: ResponseSealer?, ticket: InFlightTicket?, logger: Logger
     ) async throws -> Response {
-        var body: ByteBuffer
-        do {
-            body = try await response.body.collect(upTo: Self.maxResponseBytes)
-        } catch {
-            throw upstream.mapError(error, logger: logger)
-        }
+        var body = try await upstream.collect(response, logger: logger)
         var json = try? JSONValue(parsing: body.readableBytesView)
         if let sealer {
             // Only what was sealed may leave: a body we cannot parse could carry plaintext.

@@ -82,12 +82,7 @@ func jsonResponse(_ status: HTTPResponse.Status, _ body: some Sequence<UInt8>) -
 /// GETs an upstream path and returns its status and body unchanged.
 private func passThrough(_ upstream: Upstream, path: String, logger: Logger) async throws -> Response {
     let response = try await upstream.send(.GET, path: path, body: nil, logger: logger)
-    let body: ByteBuffer
-    do {
-        body = try await response.body.collect(upTo: CompletionPipeline.maxResponseBytes)
-    } catch {
-        throw upstream.mapError(error, logger: logger)
-    }
+    let body = try await upstream.collect(response, logger: logger)
     let status = Int(response.status.code)
     return Response(
         status: .init(code: status),

@@ -67,6 +67,18 @@ public struct Upstream: Sendable {
         }
     }
 
+    /// Largest non-streamed body held whole (to hash, sign or seal it).
+    static let maxBodyBytes = 64 << 20
+
+    /// Reads a whole (non-streamed) response body; transport failures map like `send`'s.
+    func collect(_ response: HTTPClientResponse, logger: Logger) async throws(ProxyError) -> ByteBuffer {
+        do {
+            return try await response.body.collect(upTo: Self.maxBodyBytes)
+        } catch {
+            throw mapError(error, logger: logger)
+        }
+    }
+
     /// What the client gets when this upstream answers non-2xx: its status and body, with any occurrence of
     /// our credential scrubbed out; a refused credential (401/403) is our misconfiguration, not the
     /// client's, so it becomes `503 {name}_misconfigured`.
