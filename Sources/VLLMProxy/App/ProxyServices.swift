@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Attestation
+import E2EE
 import Logging
 import SharedState
 import Signing
@@ -8,7 +9,10 @@ import Signing
 public struct ProxyServices: Sendable {
     public let config: ProxyConfig
     public let keys: SigningKeys
+    /// Signature records.
     public let store: any SharedStore
+    /// E2EE v2 replay claims; separate from records so a flood of claims cannot evict receipts.
+    public let replayStore: any SharedStore
     public let vllm: Upstream
     public let trafficControl: TrafficControl
     public let metrics: ProxyMetrics
@@ -18,12 +22,14 @@ public struct ProxyServices: Sendable {
     private let agentClient: HTTPClient
 
     public init(
-        config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
+        config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(),
+        replayStore: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
         logger: Logger
     ) {
         self.config = config
         self.keys = keys
         self.store = store
+        self.replayStore = replayStore
         self.vllm = Upstream(
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
             client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
@@ -55,7 +61,10 @@ public struct ProxyServices: Sendable {
     }
 
     var pipeline: CompletionPipeline {
-        CompletionPipeline(maxBodyBytes: config.maxBodyBytes, receipts: receipts)
+        CompletionPipeline(
+            maxBodyBytes: config.maxBodyBytes, receipts: receipts,
+            e2ee: E2EECodec(keys: keys, replayWindow: config.e2eeReplayWindowSeconds), replayGuard: replayStore,
+            modelName: config.modelName)
     }
 
     /// Closes the upstream connection pools; call once the server has stopped.

@@ -1,4 +1,5 @@
 import Attestation
+import E2EE
 import HTTPTypes
 import Hummingbird
 import JSON
@@ -54,6 +55,9 @@ extension ProxyError {
     }
     static func rateLimited(_ message: String) -> ProxyError {
         ProxyError(.tooManyRequests, type: "rate_limit", message: message)
+    }
+    init(_ error: E2EEError) {
+        self.init(.init(code: error.httpStatus), type: error.type, message: error.message)
     }
     init(_ error: AttestationError) {
         self.init(.init(code: error.status), type: error.type, message: error.message)
