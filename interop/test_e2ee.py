@@ -261,7 +261,7 @@ def test_round_trip(proxy, stub, make_client, algo, version, stream, model):
         # The stub's first delta is {"role": "assistant", "content": ""}: the empty content is removed.
         assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}, chunks[0]
         joined = {name: "" for name in expected}
-        nonces = []
+        nonces, ephemerals = [], set()
         for chunk in chunks:
             delta = chunk["choices"][0]["delta"]
             assert delta.get("content") != "", chunk
@@ -269,7 +269,9 @@ def test_round_trip(proxy, stub, make_client, algo, version, stream, model):
                 assert choice == 0
                 joined[name] += plaintext
                 nonces.append(split_field(algo, sealed)[1])
+                ephemerals.add(split_field(algo, sealed)[0])
         assert joined == expected
+        assert len(ephemerals) == 1, "one fresh ephemeral key per response (the whole stream)"
         assert len(set(nonces)) == len(nonces), "a fresh GCM nonce per sealed field"
         assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
@@ -314,8 +316,9 @@ def test_ecdsa_keys_accepted_in_04_prefixed_form(proxy, stub, make_client, which
     assert plaintext == "Echo: " + text
 
 
-def test_uppercase_hex_keys_accepted(proxy, stub, make_client):
-    client = make_client("ecdsa", 1)
+@pytest.mark.parametrize("algo", ALGOS)
+def test_uppercase_hex_keys_accepted(proxy, stub, make_client, algo):
+    client = make_client(algo, 1)
     text = unique("upper")
     headers = client.headers()
     headers["X-Client-Pub-Key"] = headers["X-Client-Pub-Key"].upper()
@@ -327,7 +330,7 @@ def test_uppercase_hex_keys_accepted(proxy, stub, make_client):
 
 
 @pytest.mark.parametrize(
-    "variant", ["version-header-only", "nonce-and-timestamp-only", "explicit-v1"]
+    "variant", ["version-header-only", "nonce-and-timestamp-only", "explicit-v1", "v1-header-with-nonce-and-timestamp"]
 )
 def test_version_selection(proxy, stub, make_client, variant):
     """SPEC §4: v2 when X-E2EE-Version: 2 or when both nonce and timestamp are present; else v1."""
@@ -339,6 +342,8 @@ def test_version_selection(proxy, stub, make_client, variant):
         del headers["X-E2EE-Version"]
     if variant == "explicit-v1":
         headers["X-E2EE-Version"] = "1"
+    if variant == "v1-header-with-nonce-and-timestamp":
+        headers["X-E2EE-Version"] = "1"  # both present → version 2, whatever the header says
     r = post(proxy, encode(client.encrypt_body(chat("stub-model", text))), headers)
     assert r.status_code == 200, r.text
     assert_e2ee_headers(r, client)
@@ -872,6 +877,30 @@ def test_replay_key_is_algo_timestamp_and_nonce(proxy, stub, make_client, change
     assert r.status_code == 200, r.text
     ((_, _, _, plaintext),) = second.open_choices(r.json(), "message")
     assert plaintext == "Echo: " + text
+
+
+RESPELLINGS = {
+    "timestamp-plus-sign": lambda h: h | {"X-E2EE-Timestamp": "+" + h["X-E2EE-Timestamp"]},
+    "timestamp-leading-zero": lambda h: h | {"X-E2EE-Timestamp": "0" + h["X-E2EE-Timestamp"]},
+    "algo-upper-case": lambda h: h | {"X-Signing-Algo": h["X-Signing-Algo"].upper()},
+    "key-upper-case": lambda h: h | {"X-Client-Pub-Key": h["X-Client-Pub-Key"].upper()},
+    "version-header-dropped": lambda h: {k: v for k, v in h.items() if k != "X-E2EE-Version"},
+    "downgraded-to-v1": lambda h: {k: v for k, v in h.items() if not k.startswith("X-E2EE-")},
+}
+
+
+@pytest.mark.parametrize("respelling", RESPELLINGS)
+@pytest.mark.parametrize("algo", ALGOS)
+def test_replay_with_respelled_headers_is_not_accepted(proxy, stub, make_client, algo, respelling):
+    """The same sealed body must never be accepted twice, however the headers are re-spelled."""
+    client = make_client(algo, 2)
+    body = encode(client.encrypt_body(chat("stub-model", unique("once only"))))
+    assert post(proxy, body, client.headers()).status_code == 200
+    stub.reset()
+    r = post(proxy, body, RESPELLINGS[respelling](client.headers()))
+    error = assert_error(r, 400)
+    assert error["type"] in {"e2ee_replay_detected", "e2ee_decryption_failed"}, error
+    assert stub.requests() == []
 
 
 def test_v1_has_no_replay_protection(proxy, stub, make_client):
