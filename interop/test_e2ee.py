@@ -927,3 +927,74 @@ def test_text_completions_refuse_a_full_e2ee_header_set(proxy, stub, make_client
     client = make_client("ed25519", 2)
     error = assert_refused(stub, post(proxy, text_body(unique("prompt")), client.headers(), TEXT), "invalid_e2ee_request")
     assert error["message"] == "E2EE is only supported on /v1/chat/completions"
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_empty_tool_calls_are_stripped_under_e2ee(proxy, stub, make_client, algo):
+    """SPEC §2's stripping still applies to an encrypted request, and message indices in the AAD are unchanged."""
+    client = make_client(algo, 2)
+    text = unique("after a tool-less assistant turn")
+    plain = {
+        "model": "stub-model",
+        "messages": [
+            {"role": "user", "content": unique("question")},
+            {"role": "assistant", "content": unique("answer"), "tool_calls": []},
+            {"role": "user", "content": text},
+        ],
+    }
+    r = post(proxy, encode(client.encrypt_body(plain)), client.headers())
+    assert r.status_code == 200, r.text
+    (upstream,) = forwarded(stub)
+    expected = json.loads(json.dumps(plain))
+    del expected["messages"][1]["tool_calls"]
+    assert upstream == expected
+    ((_, _, _, plaintext),) = client.open_choices(r.json(), "message")
+    assert plaintext == "Echo: " + text
+
+
+# ---------------------------------------------------------------- a short replay window
+
+
+SHORT_WINDOW = 3
+
+
+@pytest.fixture(scope="session")
+def short_window_proxy(stack):
+    """A second instance with E2EE_REPLAY_WINDOW_SECONDS=3, so window edges can be reached in a test."""
+    name = "e2ee-short-window-proxy"
+    return stack.proxies.get(name) or stack.start_proxy(name, E2EE_REPLAY_WINDOW_SECONDS=str(SHORT_WINDOW))
+
+
+@pytest.fixture
+def short_window_client(short_window_proxy):
+    r = short_window_proxy.get("/v1/attestation/report", params={"signing_algo": "ecdsa"})
+    assert r.status_code == 200, r.text
+    return E2EEClient(algo="ecdsa", version=2, model_public=bytes.fromhex(r.json()["signing_public_key"]))
+
+
+@pytest.mark.parametrize("offset,accepted", [(0, True), (-(SHORT_WINDOW + 5), False), (SHORT_WINDOW + 5, False)])
+def test_replay_window_setting_bounds_the_timestamp(short_window_proxy, stub, short_window_client, offset, accepted):
+    client = short_window_client
+    client.timestamp = now(offset)
+    r = post(short_window_proxy, encode(client.encrypt_body(chat("stub-model", unique("window")))), client.headers())
+    if accepted:
+        assert r.status_code == 200, r.text
+    else:
+        assert_refused(stub, r, "e2ee_invalid_timestamp")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="replay claim lives E2EE_REPLAY_WINDOW_SECONDS from the first use, but a future timestamp stays "
+    "acceptable until timestamp + window (up to 2x window from the first use): the same pair is accepted again",
+)
+def test_a_pair_with_a_future_timestamp_cannot_be_replayed_once_its_claim_expires(short_window_proxy, stub, short_window_client):
+    """SPEC §4: a v2 nonce+timestamp already used → e2ee_replay_detected, for as long as the timestamp is valid."""
+    client = short_window_client
+    client.timestamp = now(SHORT_WINDOW)  # at the edge of the window, in the future: valid until now + 2·window
+    body = encode(client.encrypt_body(chat("stub-model", unique("future"))))
+    assert post(short_window_proxy, body, client.headers()).status_code == 200
+    time.sleep(SHORT_WINDOW + 0.7)  # the claim (TTL = window) is gone; the timestamp is still within the window
+    stub.reset()
+    r = post(short_window_proxy, body, client.headers())
+    assert_refused(stub, r, "e2ee_replay_detected")
