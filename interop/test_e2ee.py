@@ -359,6 +359,28 @@ def test_plain_request_is_not_encrypted(proxy, stub):
     assert r.json()["choices"][0]["message"]["content"] == "Echo: " + text
 
 
+@pytest.mark.parametrize("header", ["X-E2EE-Version", "X-E2EE-Nonce", "X-E2EE-Timestamp"])
+def test_version_headers_without_key_headers_mean_plain(proxy, stub, make_client, header):
+    """SPEC §4: mode selection looks at the three key headers only; none of them → plain."""
+    text = unique("plain after all")
+    value = make_client("ecdsa", 2).headers()[header]
+    r = post(proxy, encode(chat("stub-model", text)), {header: value})
+    assert r.status_code == 200, r.text
+    assert r.headers.get("X-E2EE-Applied") == "false"
+    assert r.json()["choices"][0]["message"]["content"] == "Echo: " + text
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_upstream_error_passes_through_under_e2ee(proxy, stub, make_client, algo):
+    """SPEC §2: a non-2xx upstream answer keeps its status and body, E2EE or not."""
+    client = make_client(algo, 2)
+    body = encode(client.encrypt_body(chat("stub-error-422", unique("fail upstream"))))
+    r = post(proxy, body, client.headers())
+    assert r.status_code == 422, r.text
+    (upstream,) = stub.requests()
+    assert r.content == stub.post(CHAT, upstream["body"].encode())
+
+
 # ---------------------------------------------------------------- 3. AAD binding
 
 
