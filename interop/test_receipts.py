@@ -1,0 +1,244 @@
+"""SPEC §2 and §5 on the wire: byte-for-byte relay, receipts verified with eth-account and cryptography, errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from helpers import (
+    HEX64,
+    assert_error,
+    chat_body,
+    sha256_hex,
+    sse_events,
+    text_body,
+    verify_ecdsa_receipt,
+    verify_ed25519_receipt,
+)
+
+CHAT = "/v1/chat/completions"
+TEXT = "/v1/completions"
+
+
+def unique(label: str) -> str:
+    return f"{label} {uuid.uuid4()}"
+
+
+def check_receipt(proxy, chat_id: str, expected_text: str) -> dict:
+    """Fetches the record with both algorithms and verifies each signature independently."""
+    records = {}
+    for algo, query in (("ecdsa", None), ("ecdsa", "ecdsa"), ("ed25519", "ed25519")):
+        r = proxy.signature(chat_id, query)
+        assert r.status_code == 200, r.text
+        record = r.json()
+        assert set(record) == {"text", "signature", "signing_address", "signing_algo", "upstream"}, record
+        assert record["signing_algo"] == algo
+        assert record["upstream"] == "vllm"
+        assert record["text"] == expected_text
+        verify = verify_ecdsa_receipt if algo == "ecdsa" else verify_ed25519_receipt
+        verify(record["text"], record["signature"], record["signing_address"])
+        records[algo] = record
+    return records
+
+
+def forwarded_bodies(stub, path: str) -> list[bytes]:
+    return [entry["body"].encode() for entry in stub.requests() if entry["path"] == path]
+
+
+# ---------------------------------------------------------------- completions and receipts
+
+
+def test_chat_json_is_relayed_byte_for_byte_and_receipt_verifies(proxy, stub):
+    body = chat_body(unique("hello"))
+    r = proxy.post(CHAT, body)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.headers.get("X-E2EE-Applied") == "false"  # SPEC §4: on every chat-completion response
+
+    assert forwarded_bodies(stub, CHAT) == [body], "an unchanged request must be forwarded as the same bytes"
+    assert r.content == stub.post(CHAT, body), "the proxy must relay vLLM's JSON bytes untouched"
+
+    chat_id = r.json()["id"]
+    assert chat_id == "chatcmpl-stub-" + sha256_hex(body)[:24]
+    check_receipt(proxy, chat_id, f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+def test_chat_stream_is_relayed_byte_for_byte_and_receipt_covers_every_byte(proxy, stub):
+    body = chat_body(unique("stream me"), stream=True)
+    r, raw = proxy.post_stream(CHAT, body)
+    assert r.status_code == 200, raw[:500]
+    assert r.headers["Content-Type"].split(";")[0].strip() == "text/event-stream"
+    assert r.headers.get("Cache-Control") == "no-cache"
+    assert r.headers.get("X-Accel-Buffering") == "no"
+    assert r.headers.get("X-E2EE-Applied") == "false"
+
+    events = sse_events(raw)
+    assert raw.endswith(b"data: [DONE]\n\n") and events[-1] == b"[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    chat_id = chunks[0]["id"]
+    assert {chunk["id"] for chunk in chunks} == {chat_id}
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks).startswith("Echo: stream me")
+
+    assert forwarded_bodies(stub, CHAT) == [body]
+    assert raw == stub.post(CHAT, body), "the proxy must relay the event stream untouched"
+    check_receipt(proxy, chat_id, f"{sha256_hex(body)}:{sha256_hex(raw)}")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_text_completion_receipt(proxy, stub, stream):
+    body = text_body(unique("complete this"), stream=stream)
+    if stream:
+        r, raw = proxy.post_stream(TEXT, body)
+        assert r.headers.get("Cache-Control") == "no-cache" and r.headers.get("X-Accel-Buffering") == "no"
+        events = sse_events(raw)
+        assert events[-1] == b"[DONE]"
+        chat_id = json.loads(events[0])["id"]
+    else:
+        r = proxy.post(TEXT, body)
+        raw = r.content
+        chat_id = r.json()["id"]
+    assert r.status_code == 200, raw[:500]
+    assert chat_id == "cmpl-stub-" + sha256_hex(body)[:24]
+    assert raw == stub.post(TEXT, body)
+    check_receipt(proxy, chat_id, f"{sha256_hex(body)}:{sha256_hex(raw)}")
+
+
+@pytest.mark.parametrize("path,stream", [(CHAT, False), (CHAT, True), (TEXT, False)])
+def test_x_request_hash_from_gateway_is_the_request_half_of_the_receipt(proxy, stub, path, stream):
+    gateway_hash = sha256_hex(unique("what the gateway's client sent").encode())
+    body = chat_body(unique("hashed"), stream=stream) if path == CHAT else text_body(unique("hashed"))
+    headers = {"X-Request-Hash": gateway_hash}
+    if stream:
+        r, raw = proxy.post_stream(path, body, headers=headers)
+        chat_id = json.loads(sse_events(raw)[0])["id"]
+    else:
+        r = proxy.post(path, body, headers=headers)
+        raw, chat_id = r.content, r.json()["id"]
+    assert r.status_code == 200
+    assert HEX64.fullmatch(gateway_hash)
+    records = check_receipt(proxy, chat_id, f"{gateway_hash}:{sha256_hex(raw)}")
+    assert records["ecdsa"]["text"].startswith(gateway_hash + ":")
+
+
+def test_receipts_of_different_requests_are_distinct_and_signed_by_one_key(proxy, stub):
+    addresses = {"ecdsa": set(), "ed25519": set()}
+    texts = set()
+    for i in range(3):
+        body = chat_body(unique(f"request {i}"))
+        r = proxy.post(CHAT, body)
+        records = check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+        texts.add(records["ecdsa"]["text"])
+        for algo, record in records.items():
+            addresses[algo].add(record["signing_address"])
+    assert len(texts) == 3
+    assert all(len(found) == 1 for found in addresses.values()), addresses
+
+
+# ---------------------------------------------------------------- what reaches vLLM
+
+
+@pytest.mark.parametrize("path", [CHAT, TEXT])
+def test_client_credential_never_reaches_vllm(proxy, stub, path):
+    body = chat_body(unique("secret?")) if path == CHAT else text_body(unique("secret?"))
+    assert proxy.post(path, body).status_code == 200
+    (entry,) = stub.requests()
+    assert "authorization" not in {name.lower() for name in entry["headers"]}, entry["headers"]
+    assert proxy.token not in json.dumps(entry)
+
+
+def test_empty_tool_calls_are_stripped_before_forwarding(proxy, stub):
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "no tools", "tool_calls": []},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+        {"role": "user", "content": unique("last")},
+    ]
+    body = json.dumps({"model": "stub-model", "messages": messages}).encode()
+    r = proxy.post(CHAT, body)
+    assert r.status_code == 200, r.text
+
+    (forwarded,) = forwarded_bodies(stub, CHAT)
+    sent = json.loads(forwarded)["messages"]
+    assert "tool_calls" not in sent[1], sent[1]
+    assert sent[2]["tool_calls"] == [call]
+    expected = [dict(m) for m in messages]
+    del expected[1]["tool_calls"]
+    assert sent == expected
+    # The request half of the receipt is still the hash of the bytes the client sent, not of what was forwarded.
+    check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+def test_upstream_error_passes_through_with_status_and_body(proxy, stub):
+    body = chat_body(unique("fail"), model="stub-error-422")
+    r = proxy.post(CHAT, body)
+    assert r.status_code == 422
+    assert r.content == stub.post(CHAT, body)
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", "Basic dXNlcjpwYXNz", "Bearer", "bearer "],
+    ids=["missing", "wrong", "basic", "bearer-alone", "bearer-empty"],
+)
+@pytest.mark.parametrize("path", [CHAT, TEXT])
+def test_unauthorized(proxy, stub, path, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    r = proxy.post(path, chat_body("hi"), auth=False, headers=headers)
+    assert_error(r, 401)
+    assert stub.requests() == []
+
+
+@pytest.mark.parametrize("token_variant", ["prefix", "suffix", "case"])
+def test_near_miss_tokens_are_refused(proxy, stub, token_variant):
+    token = {
+        "prefix": proxy.token[:-1],
+        "suffix": proxy.token + "x",
+        "case": proxy.token.swapcase(),
+    }[token_variant]
+    assert_error(proxy.post(CHAT, chat_body("hi"), auth=False, headers=proxy.auth(token)), 401)
+    assert_error(proxy.get("/v1/signature/chatcmpl-x", auth=False, headers=proxy.auth(token)), 401)
+    assert stub.requests() == []
+
+
+def test_signature_route_needs_auth(proxy):
+    assert_error(proxy.get("/v1/signature/chatcmpl-anything", auth=False), 401)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"", b'{"model": "m",}', b"[1, 2]", b'"a string"', b"42", b"null", b"true"],
+    ids=["garbage", "empty", "trailing-comma", "array", "string", "number", "null", "bool"],
+)
+@pytest.mark.parametrize("path", [CHAT, TEXT])
+def test_body_that_is_not_a_json_object_is_400(proxy, stub, path, body):
+    assert_error(proxy.post(path, body), 400, "invalid_request_error")
+    assert stub.requests() == []
+
+
+@pytest.mark.parametrize("path", [CHAT, TEXT])
+def test_body_over_max_body_bytes_is_413(small_proxy, stub, path):
+    small = chat_body("fits")
+    assert len(small) < 1024
+    assert small_proxy.post(path, small).status_code == 200
+    stub.reset()
+    big = chat_body("x" * 2048)
+    assert_error(small_proxy.post(path, big), 413, "request_too_large")
+    assert stub.requests() == []
+
+
+def test_unknown_chat_id_is_404(proxy):
+    for query in (None, "ecdsa", "ed25519"):
+        assert_error(proxy.signature("chatcmpl-" + uuid.uuid4().hex, query), 404, "not_found")
+
+
+@pytest.mark.parametrize("algo", ["rsa", "secp256k1", "ed448", "ecdsa,ed25519"])
+def test_unknown_signing_algo_is_400(proxy, stub, algo):
+    r = proxy.post(CHAT, chat_body(unique("algo")))
+    assert_error(proxy.signature(r.json()["id"], algo), 400, "invalid_signing_algo")
