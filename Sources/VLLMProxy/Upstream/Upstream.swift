@@ -61,7 +61,7 @@ public struct Upstream: Sendable {
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         do {
             return try await client.execute(
-                request, timeout: timeout.map(TimeAmount.init) ?? self.timeout, logger: logger)
+                request, timeout: timeout.map(TimeAmount.init) ?? self.timeout, logger: Self.clientLogger(logger))
         } catch {
             throw mapError(error, logger: logger)
         }
@@ -110,6 +110,15 @@ public struct Upstream: Sendable {
             }
         }
         return out
+    }
+
+    /// AsyncHTTPClient logs excerpts of every HTTP part at trace level — body bytes that may hold E2EE
+    /// plaintext or a credential an upstream echoed. Its logger therefore never goes below debug.
+    static func clientLogger(_ logger: Logger) -> Logger {
+        guard logger.logLevel < .debug else { return logger }
+        var clamped = logger
+        clamped.logLevel = .debug
+        return clamped
     }
 
     /// The one place transport failures become `502 upstream_unavailable` or `504 upstream_timeout`.
