@@ -11,18 +11,27 @@ struct CongestionPoller: Service {
     let timeout: Duration
     let logger: Logger
 
+    /// Polls until graceful shutdown; being cancelled then is the normal way to stop, not a failure
+    /// (rethrowing it would make the whole process exit non-zero on SIGTERM).
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await poll()
-                try await Task.sleep(for: interval)
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    await poll()
+                    try await Task.sleep(for: interval)
+                }
             }
+        } catch is CancellationError {
+            return
         }
     }
 
     func poll() async {
         do {
-            let response = try await upstream.send(.GET, path: "/metrics", body: nil, timeout: timeout, logger: logger)
+            // A down vLLM would otherwise warn on every poll; requests still warn, the poll logs at debug.
+            var quiet = logger
+            quiet.logLevel = .error
+            let response = try await upstream.send(.GET, path: "/metrics", body: nil, timeout: timeout, logger: quiet)
             guard response.status.code == 200 else { return }
             let body = try await response.body.collect(upTo: 16 << 20)
             if let waiting = maxRequestsWaiting(inPrometheusText: Substring(String(buffer: body))) {

@@ -1,6 +1,5 @@
 import Crypto
 import JSON
-import Logging
 import SharedState
 import Signing
 
@@ -10,7 +9,6 @@ struct ReceiptIssuer: Sendable {
     let store: any SharedStore
     let modelName: String
     let ttl: Duration
-    let logger: Logger
     let metrics: ProxyMetrics
 
     func key(chatID: String) -> String { "\(modelName):chat:\(chatID)" }
