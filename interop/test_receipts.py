@@ -173,11 +173,22 @@ def test_empty_tool_calls_are_stripped_before_forwarding(proxy, stub):
     check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
 
 
-def test_upstream_error_passes_through_with_status_and_body(proxy, stub):
-    body = chat_body(unique("fail"), model="stub-error-422")
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("status", [400, 422, 500, 503])
+def test_upstream_error_passes_through_with_status_and_body(proxy, stub, status, stream):
+    body = chat_body(unique("fail"), model=f"stub-error-{status}", stream=stream)
     r = proxy.post(CHAT, body)
-    assert r.status_code == 422
+    assert r.status_code == status
     assert r.content == stub.post(CHAT, body)
+
+
+@pytest.mark.parametrize("flag", ['"true"', "1", "false", "null"])
+def test_only_boolean_true_selects_a_stream(proxy, stub, flag):
+    body = ('{"model": "stub-model", "messages": [{"role": "user", "content": "%s"}], "stream": %s}'
+            % (unique("flag"), flag)).encode()
+    r = proxy.post(CHAT, body)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
 
 
 # ---------------------------------------------------------------- errors

@@ -68,3 +68,16 @@ def test_in_flight_cap_refuses_basic_but_not_premium(one_slot_proxy, stub):
     assert not slow.is_alive() and results["slow"].status_code == 200
     assert basic_in_flight(proxy) == 0
     assert proxy.post(CHAT, chat_body("slot free again")).status_code == 200
+
+
+def test_failed_requests_give_their_slot_back(one_slot_proxy, stub):
+    """SPEC §3: a request stops counting as in flight when it fails, whatever the failure."""
+    proxy = one_slot_proxy
+    assert_error(proxy.post(CHAT, b"{broken"), 400, "invalid_request_error")
+    assert_error(proxy.post(CHAT, chat_body("x" * (11 << 20))), 413, "request_too_large")
+    assert proxy.post(CHAT, chat_body("boom", model="stub-error-500")).status_code == 500
+    assert proxy.post(CHAT, chat_body("boom", model="stub-error-500", stream=True)).status_code == 500
+    assert_error(proxy.post(CHAT, chat_body("hi"), auth=False), 401)
+    assert basic_in_flight(proxy) == 0
+    for _ in range(3):
+        assert proxy.post(CHAT, chat_body("still served")).status_code == 200
