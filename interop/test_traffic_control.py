@@ -81,3 +81,57 @@ def test_failed_requests_give_their_slot_back(one_slot_proxy, stub):
     assert basic_in_flight(proxy) == 0
     for _ in range(3):
         assert proxy.post(CHAT, chat_body("still served")).status_code == 200
+
+
+class FlakyMetricsVLLM:
+    """A minimal vLLM stand-in whose /metrics says `waiting` until told to fail; completions always answer."""
+
+    def __init__(self):
+        import http.server
+
+        owner = self
+        self.metrics_ok = True
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/metrics" and owner.metrics_ok:
+                    self.reply(200, b'vllm:num_requests_waiting{engine="0",model_name="m"} 1.0\n', "text/plain")
+                else:
+                    self.reply(500, b"metrics broken", "text/plain")
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.reply(200, b'{"id":"chatcmpl-flaky","object":"chat.completion","choices":[]}', "application/json")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_stale_congestion_reading_stops_blocking(stack):
+    """SPEC §3: once vLLM's /metrics fails, the last 'congested' reading ages out (max age, at least 10 s)."""
+    vllm = FlakyMetricsVLLM()
+    try:
+        proxy = stack.start_proxy("stale-reading-proxy", VLLM_BASE_URL=vllm.url, METRICS_MAX_AGE_SECONDS="10")
+        poll_until(lambda: proxy.post(CHAT, chat_body("busy?")).status_code == 429, "a 429 while congested")
+        vllm.metrics_ok = False
+        failed_at = time.monotonic()
+        poll_until(lambda: proxy.post(CHAT, chat_body("aged out?")).status_code == 200, "the reading aging out", 20)
+        assert time.monotonic() - failed_at >= 8, "the last good reading should have been honoured until its max age"
+    finally:
+        vllm.close()
