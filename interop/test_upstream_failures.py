@@ -37,6 +37,10 @@ def test_unreachable_vllm_is_502(dead_proxy, path, body):
     assert_error(dead_proxy.post(path, body), 502, "upstream_unavailable")
 
 
+def test_models_when_vllm_is_unreachable_is_502(dead_proxy):
+    assert_error(dead_proxy.get("/v1/models", auth=False), 502, "upstream_unavailable")
+
+
 def test_metrics_survive_an_unreachable_vllm(dead_proxy):
     r = dead_proxy.get("/v1/metrics", auth=False)
     assert r.status_code == 200
