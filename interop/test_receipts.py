@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 
 from helpers import (
     HEX64,
@@ -260,8 +263,6 @@ def test_unknown_signing_algo_is_400(proxy, stub, algo):
 
 
 def test_verifiers_reject_tampered_receipts(proxy, stub):
-    from cryptography.exceptions import InvalidSignature
-
     body = chat_body(unique("tamper"))
     r = proxy.post(CHAT, body)
     records = check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
@@ -311,8 +312,6 @@ def test_uppercase_x_request_hash_is_signed_as_lowercase(proxy, stub):
 
 
 def test_concurrent_completions_each_get_their_own_receipt(proxy, stub):
-    from concurrent.futures import ThreadPoolExecutor
-
     def one(i: int):
         body = chat_body(unique(f"parallel {i}"), stream=i % 2 == 1)
         if i % 2:
@@ -347,8 +346,6 @@ def forgetful_proxy(stack):
 
 
 def test_signature_record_expires_after_chat_cache_expiration(forgetful_proxy, stub):
-    import time
-
     body = chat_body(unique("short-lived"))
     r = forgetful_proxy.post(CHAT, body)
     chat_id = r.json()["id"]

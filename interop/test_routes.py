@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from conftest import TIMEOUT
-from helpers import assert_error
+from helpers import assert_error, chat_body
 
 
 def test_liveness(proxy):
@@ -32,8 +32,6 @@ def test_metrics_are_ours_then_separator_then_vllm(proxy, stack):
 
 
 def test_our_metrics_are_valid_prometheus_text(proxy, stub):
-    from helpers import chat_body
-
     assert proxy.post("/v1/chat/completions", chat_body("count me")).status_code == 200
     ours = proxy.get("/v1/metrics", auth=False).text.partition("# --- vLLM Backend Metrics ---\n")[0]
     sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*",?)*\})? -?[0-9.eE+-]+$')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import threading
 import time
 import uuid
@@ -87,8 +88,6 @@ class FlakyMetricsVLLM:
     """A minimal vLLM stand-in whose /metrics says `waiting` until told to fail; completions always answer."""
 
     def __init__(self):
-        import http.server
-
         owner = self
         self.metrics_ok = True
 
