@@ -137,11 +137,6 @@ public struct Secp256k1PrivateKey: Sendable {
         try self.init(rawRepresentation: rawRepresentation, context: Secp256k1Context())
     }
 
-    /// A known key sharing `other`'s context (test vectors that pin ephemeral keys).
-    public init(rawRepresentation: [UInt8], sharingContextWith other: Secp256k1PrivateKey) throws(Secp256k1Error) {
-        try self.init(rawRepresentation: rawRepresentation, context: other.context)
-    }
-
     private init(context: Secp256k1Context) {
         var rng = SystemRandomNumberGenerator()
         while true {

@@ -1,21 +1,42 @@
 import ArgumentParser
 import DevStubs
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
+import NIOSSL
 
-/// Runs the development vLLM stand-in. Not a model: it echoes, for development and tests only.
+/// Runs the development upstream stand-in: vLLM by default, Chutes-like with `--api-key` and TLS.
+/// Not a model (it echoes) and not secure: for development and tests only.
 @main
 struct StubVLLMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stub-vllm", abstract: "Development stand-in for vLLM (echoes; NOT a model, NOT secure).")
+        commandName: "stub-vllm",
+        abstract: "Development stand-in for vLLM or Chutes (echoes; NOT a model, NOT secure).")
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0 = any free port).") var port = 8001
+    @Option(help: "Require 'Authorization: Bearer <key>' on /v1 routes, like Chutes.") var apiKey: String?
+    @Option(help: "PEM certificate chain to serve HTTPS with (needs --tls-key).") var tlsCert: String?
+    @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
 
     func run() async throws {
-        let stub = StubVLLM()
+        let stub = StubUpstream(apiKey: apiKey)
+        let server: HTTPServerBuilder
+        switch (tlsCert, tlsKey) {
+        case (let cert?, let key?):
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        case (nil, nil):
+            server = .http1()
+        default:
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
         let app = Application(
             router: stub.router(),
+            server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in
                 print("stub-vllm listening on \(channel.localAddress?.port.map(String.init) ?? "?")")

@@ -37,6 +37,7 @@ struct VLLMProxyCommand: AsyncParsableCommand {
             "signing keys created in memory",
             metadata: ["ecdsa_address": "\(keys.ecdsaAddress)", "ed25519_address": "\(keys.ed25519Address)"])
         logger.info("upstream vllm: \(config.vllmBaseURL)")
+        logger.info("\(services.chutes.logLine)")
         if let endpoint = config.dstackEndpoint {
             logger.warning(
                 "DSTACK_SIMULATOR_ENDPOINT is set (\(endpoint)): attestation comes from a simulator, NOT a TEE. Never use this in production."

@@ -24,7 +24,7 @@ import Testing
             // What the stub received is exactly what we sent, and never the client's credential.
             let received = try #require(proxy.stub.requests.first)
             #expect(received.body == Array(Self.chat.utf8))
-            #expect(received.headers["Authorization"] == nil)
+            #expect(received.header("Authorization") == nil)
 
             let id = try #require(reply.json["id"] as? String)
             try await expectReceipt(proxy, id: id, request: Array(Self.chat.utf8), response: reply.body)

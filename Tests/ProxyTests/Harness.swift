@@ -37,7 +37,7 @@ enum HarnessError: Error { case didNotStart }
 struct ProxyHarness: Sendable {
     static let token = "test-token-\(UInt64.random(in: 0...UInt64.max))"
 
-    let stub: StubVLLM
+    let stub: StubUpstream
     let proxyPort: Int
     let stubPort: Int
     let keys: SigningKeys
@@ -49,7 +49,7 @@ struct ProxyHarness: Sendable {
     static func run<T: Sendable>(
         environment overrides: [String: String] = [:], _ body: (ProxyHarness) async throws -> T
     ) async throws -> T {
-        let stub = StubVLLM()
+        let stub = StubUpstream()
         // Quiet loggers: tests assert on responses; the interop suite checks the binary's real log output.
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         return try await withRunningApp({ onRunning in

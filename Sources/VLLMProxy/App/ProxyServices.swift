@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Attestation
+import E2EE
 import Logging
 import SharedState
 import Signing
@@ -8,8 +9,12 @@ import Signing
 public struct ProxyServices: Sendable {
     public let config: ProxyConfig
     public let keys: SigningKeys
+    /// Signature records.
     public let store: any SharedStore
+    /// E2EE v2 replay claims; separate from records so a flood of claims cannot evict receipts.
+    public let replayStore: any SharedStore
     public let vllm: Upstream
+    public let chutes: ChutesMode
     public let trafficControl: TrafficControl
     public let metrics: ProxyMetrics
     public let attestation: AttestationService
@@ -18,16 +23,19 @@ public struct ProxyServices: Sendable {
     private let agentClient: HTTPClient
 
     public init(
-        config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
+        config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(),
+        replayStore: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
         logger: Logger
     ) {
         self.config = config
         self.keys = keys
         self.store = store
+        self.replayStore = replayStore
         self.vllm = Upstream(
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
             client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
             timeout: config.upstreamTimeout)
+        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger
@@ -55,12 +63,16 @@ public struct ProxyServices: Sendable {
     }
 
     var pipeline: CompletionPipeline {
-        CompletionPipeline(maxBodyBytes: config.maxBodyBytes, receipts: receipts)
+        CompletionPipeline(
+            maxBodyBytes: config.maxBodyBytes, receipts: receipts,
+            e2ee: E2EECodec(keys: keys, replayWindow: config.e2eeReplayWindowSeconds), replayGuard: replayStore,
+            modelName: config.modelName)
     }
 
     /// Closes the upstream connection pools; call once the server has stopped.
     public func shutdown() async throws {
         try await vllm.client.shutdown()
+        if case .enabled(let upstream) = chutes { try await upstream.client.shutdown() }
         try await agentClient.shutdown()
     }
 }

@@ -1,10 +1,13 @@
 import AsyncHTTPClient
 import Crypto
+import E2EE
+import Foundation
 import HTTPTypes
 import Hummingbird
 import JSON
 import Logging
 import NIOCore
+import SharedState
 import Signing
 
 /// Which completion endpoint a request arrived on.
@@ -19,11 +22,15 @@ enum CompletionKind: Sendable {
     }
 }
 
-/// The one pass every completion takes, front to back:
-/// admission → decode → upstream → receipt → write. Both chat routes run it; only the `Upstream` differs.
+/// The one pass every completion takes, front to back: admission → decode → E2EE open → upstream →
+/// E2EE seal → receipt → write. Both chat routes run it; only the `Upstream` differs.
 struct CompletionPipeline: Sendable {
     let maxBodyBytes: Int
     let receipts: ReceiptIssuer
+    let e2ee: E2EECodec
+    /// Where v2 nonces are claimed: one namespace for every chat route.
+    let replayGuard: any SharedStore
+    let modelName: String
     /// Non-streamed upstream bodies are held whole (to hash and sign them); this bounds that memory.
     static let maxResponseBytes = 64 << 20
 
@@ -33,23 +40,68 @@ struct CompletionPipeline: Sendable {
     ) async throws -> Response {
         let logger = context.logger
         let ticket = try admission?.admit(premium: request.headers[.userTier]?.lowercased() == "premium")
+        let mode = try e2eeMode(request, kind: kind)
         let body = try await readBody(request)
         let requestHash = try requestHash(request, body: body)
-        let decoded = try DecodedRequest(bytes: body)
+        var decoded = try DecodedRequest(bytes: body)
+        let sealer = try await open(&decoded, mode: mode)
 
         let response = try await upstream.send(
             .POST, path: kind.upstreamPath, body: decoded.forwardBytes, logger: logger)
         var headers = HTTPFields()
-        if kind == .chat { headers[.e2eeApplied] = "false" }
+        if kind == .chat {
+            for (name, value) in mode.responseHeaders { headers[HTTPField.Name(name)!] = value }
+        }
 
         guard (200..<300).contains(response.status.code) else {
             return try await passThroughError(response, upstream: upstream, headers: headers, logger: logger)
         }
         let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name)
         if decoded.isStream {
-            return relayStream(response, upstream: upstream, headers: headers, receipt: context, ticket: ticket)
+            return relayStream(
+                response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket)
         }
-        return try await relayJSON(response, upstream: upstream, headers: headers, receipt: context, ticket: ticket)
+        return try await relayJSON(
+            response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket)
+    }
+
+    // MARK: E2EE
+
+    /// Validates the E2EE headers before the body is even read; only chat completions may carry them.
+    private func e2eeMode(_ request: Request, kind: CompletionKind) throws(ProxyError) -> E2EEMode {
+        let headers = E2EEHeaders { request.headers[HTTPField.Name($0)!] }
+        guard kind == .chat else {
+            guard headers.isEmpty else {
+                throw ProxyError(
+                    .badRequest, type: "invalid_e2ee_request",
+                    message: "E2EE is only supported on /v1/chat/completions")
+            }
+            return .plain
+        }
+        do throws(E2EEError) {
+            return try e2ee.parse(headers, now: Int(Date().timeIntervalSince1970))
+        } catch {
+            throw ProxyError(error)
+        }
+    }
+
+    /// Decrypts the request in place, then claims the v2 nonce (only once decryption proved the request
+    /// genuine, so garbage cannot burn a client's nonce); returns the sealer for the response.
+    private func open(_ decoded: inout DecodedRequest, mode: E2EEMode) async throws(ProxyError) -> ResponseSealer? {
+        guard case .encrypted(let session) = mode else { return nil }
+        do throws(E2EEError) {
+            try decoded.update { json throws(E2EEError) in
+                var value = JSONValue.object(json)
+                try e2ee.openRequest(&value, session: session)
+                json = value.objectValue ?? json
+            }
+            if let key = session.replayKey(modelName: modelName) {
+                guard await replayGuard.claim(key, ttl: .seconds(e2ee.replayWindow)) else { throw .replayDetected }
+            }
+            return try e2ee.responseSealer(for: session)
+        } catch {
+            throw ProxyError(error)
+        }
     }
 
     // MARK: Admission and decode
@@ -97,23 +149,34 @@ struct CompletionPipeline: Sendable {
         } catch {
             throw upstream.mapError(error, logger: logger)
         }
+        logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
+        let relayed = try upstream.relayedError(status: Int(response.status.code), body: body)
         var headers = headers
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
-        logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
-        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: body))
+        return Response(
+            status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: relayed))
     }
 
     private func relayJSON(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        ticket: InFlightTicket?
+        sealer: ResponseSealer?, ticket: InFlightTicket?
     ) async throws -> Response {
-        let body: ByteBuffer
+        var body: ByteBuffer
         do {
             body = try await response.body.collect(upTo: Self.maxResponseBytes)
         } catch {
             throw upstream.mapError(error, logger: receipts.logger)
         }
-        let json = try? JSONValue(parsing: body.readableBytesView)
+        var json = try? JSONValue(parsing: body.readableBytesView)
+        if let sealer {
+            // Only what was sealed may leave: a body we cannot parse could carry plaintext.
+            guard var sealed = json else {
+                throw ProxyError.upstreamUnavailable(upstream.name.rawValue, "answered a body that is not JSON")
+            }
+            do throws(E2EEError) { try sealer.seal(&sealed) } catch { throw ProxyError(error) }
+            body = ByteBuffer(bytes: sealed.serialized())
+            json = sealed
+        }
         if let chatID = json?["id"]?.stringValue {
             await receipts.issue(
                 chatID: chatID, requestHash: receipt.requestHash,
@@ -121,18 +184,19 @@ struct CompletionPipeline: Sendable {
         }
         var headers = headers
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
+        let sent = body
         return Response(
             status: .init(code: Int(response.status.code)), headers: headers,
-            body: ResponseBody(contentLength: body.readableBytes) { writer in
+            body: ResponseBody(contentLength: sent.readableBytes) { writer in
                 defer { ticket?.release() }
-                try await writer.write(body)
+                try await writer.write(sent)
                 try await writer.finish(nil)
             })
     }
 
     private func relayStream(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        ticket: InFlightTicket?
+        sealer: ResponseSealer?, ticket: InFlightTicket?
     ) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
@@ -143,7 +207,7 @@ struct CompletionPipeline: Sendable {
             status: .init(code: Int(response.status.code)), headers: headers,
             body: ResponseBody { writer in
                 defer { ticket?.release() }
-                var relay = StreamRelay()
+                var relay = StreamRelay(sealer: sealer)
                 var chunks = response.body.makeAsyncIterator()
                 while true {
                     let chunk: ByteBuffer?
@@ -157,9 +221,17 @@ struct CompletionPipeline: Sendable {
                         return
                     }
                     guard let chunk else { break }
+                    let out: ByteBuffer
+                    do throws(E2EEError) {
+                        out = try relay.pass(chunk)
+                    } catch {
+                        try await writer.write(ByteBuffer(bytes: relay.errorEvent(ProxyError(error))))
+                        try await writer.finish(nil)
+                        return
+                    }
                     // A write that throws means the client went away: returning drops the upstream
                     // iterator, which cancels the upstream request, and stores nothing.
-                    try await writer.write(relay.pass(chunk))
+                    if out.readableBytes > 0 { try await writer.write(out) }
                 }
                 if let chatID = relay.chatID {
                     await receipts.issue(
@@ -177,14 +249,26 @@ struct ReceiptContext: Sendable {
     let upstream: Upstream.Name
 }
 
-/// Relays an event stream chunk by chunk: bytes pass untouched and are hashed as they go; events are only
-/// split out until the first one carrying the chat `id` is seen.
+/// Relays an event stream chunk by chunk, hashing exactly the bytes sent. Plain streams pass upstream
+/// chunks untouched (events are only split out until the chat `id` is seen); sealed streams re-frame
+/// each event with its fields encrypted (an unterminated partial event at the end is dropped).
 struct StreamRelay {
     private var hasher = SHA256()
     private var splitter: SSEEventSplitter? = SSEEventSplitter()
+    private let sealer: ResponseSealer?
     private(set) var chatID: String?
 
-    mutating func pass(_ chunk: ByteBuffer) -> ByteBuffer {
+    init(sealer: ResponseSealer?) { self.sealer = sealer }
+
+    mutating func pass(_ chunk: ByteBuffer) throws(E2EEError) -> ByteBuffer {
+        guard let sealer else { return passPlain(chunk) }
+        var out = ByteBuffer()
+        for event in splitter!.append(chunk) { try seal(event, with: sealer, into: &out) }
+        hasher.update(data: out.readableBytesView)
+        return out
+    }
+
+    private mutating func passPlain(_ chunk: ByteBuffer) -> ByteBuffer {
         if var splitter {
             for event in splitter.append(chunk) {
                 guard let data = sseData(of: event), let json = try? JSONValue(parsing: data),
@@ -197,6 +281,23 @@ struct StreamRelay {
         }
         hasher.update(data: chunk.readableBytesView)
         return chunk
+    }
+
+    private mutating func seal(_ event: ByteBuffer, with sealer: ResponseSealer, into out: inout ByteBuffer)
+        throws(E2EEError)
+    {
+        guard let data = sseData(of: event) else { return }  // comments and keep-alives carry nothing
+        if data.elementsEqual("[DONE]".utf8) {
+            out.writeImmutableBuffer(event)
+            return
+        }
+        // An event we cannot parse is dropped: it could carry plaintext we cannot seal.
+        guard var json = try? JSONValue(parsing: data) else { return }
+        if chatID == nil { chatID = json["id"]?.stringValue }
+        try sealer.sealChunk(&json)
+        out.writeString("data: ")
+        out.writeBytes(json.serialized())
+        out.writeString("\n\n")
     }
 
     mutating func errorEvent(_ error: ProxyError) -> [UInt8] {

@@ -1,4 +1,5 @@
 import Attestation
+import E2EE
 import HTTPTypes
 import Hummingbird
 import JSON
@@ -55,6 +56,9 @@ extension ProxyError {
     static func rateLimited(_ message: String) -> ProxyError {
         ProxyError(.tooManyRequests, type: "rate_limit", message: message)
     }
+    init(_ error: E2EEError) {
+        self.init(.init(code: error.httpStatus), type: error.type, message: error.message)
+    }
     init(_ error: AttestationError) {
         self.init(.init(code: error.status), type: error.type, message: error.message)
     }
@@ -70,21 +74,46 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
     {
         do {
             return try await next(request, context)
-        } catch let error as ProxyError {
+        } catch {
+            return try Self.render(error, request: request, context: context)
+        }
+    }
+
+    static func render(_ error: any Error, request: Request, context: Context) throws -> Response {
+        switch error {
+        case let error as ProxyError:
             return try error.response(from: request, context: context)
-        } catch let error as HTTPError {
+        case let error as HTTPError:
             let type: String
             switch error.status {
             case .notFound: type = "not_found"
             case .methodNotAllowed: type = "method_not_allowed"
-            case .badRequest: type = "invalid_request_error"
             default: type = error.status.code >= 500 ? "internal_error" : "invalid_request_error"
             }
             let message = error.status == .notFound ? "Not found" : error.status.reasonPhrase
             return try ProxyError(error.status, type: type, message: message).response(from: request, context: context)
-        } catch {
+        default:
             context.logger.error("unhandled error", metadata: ["error.type": "\(Swift.type(of: error))"])
             return try ProxyError.internalError.response(from: request, context: context)
         }
+    }
+}
+
+/// Marks every response of a route group, errors included, with the upstream it belongs to
+/// (`X-Proxy-Upstream`), so a gateway can tell Chutes answers from vLLM ones.
+struct UpstreamHeaderMiddleware<Context: RequestContext>: RouterMiddleware {
+    let name: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = try ErrorShapeMiddleware.render(error, request: request, context: context)
+        }
+        response.headers[.proxyUpstream] = name
+        return response
     }
 }

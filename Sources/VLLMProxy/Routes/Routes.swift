@@ -48,6 +48,17 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
         ]
         return jsonResponse(.ok, body.serialized())
     }
+    let chutes = router.group()
+        .add(middleware: UpstreamHeaderMiddleware(name: Upstream.Name.chutes.rawValue))
+        .add(middleware: BearerAuthMiddleware(token: services.config.token))
+    chutes.post("/v1/chutes/chat/completions") { request, context in
+        // Same pipeline, another upstream; vLLM's traffic control does not apply.
+        try await pipeline.run(
+            request, context: context, kind: .chat, upstream: try services.chutes.upstream(), admission: nil)
+    }
+    chutes.get("/v1/chutes/models") { _, context in
+        try await passThrough(try services.chutes.upstream(), path: "/v1/models", logger: context.logger)
+    }
     authed.get("/v1/attestation/report") { request, _ in
         let query = request.uri.queryParameters
         let attestationQuery = AttestationQuery(
@@ -77,10 +88,12 @@ private func passThrough(_ upstream: Upstream, path: String, logger: Logger) asy
     } catch {
         throw upstream.mapError(error, logger: logger)
     }
+    let status = Int(response.status.code)
     return Response(
-        status: .init(code: Int(response.status.code)),
+        status: .init(code: status),
         headers: [.contentType: response.headers.first(name: "Content-Type") ?? "application/json"],
-        body: .init(byteBuffer: body))
+        body: .init(
+            byteBuffer: (200..<300).contains(status) ? body : try upstream.relayedError(status: status, body: body)))
 }
 
 /// Our own exposition, a separator line, then vLLM's `/metrics` (or a comment saying why it is missing).

@@ -20,12 +20,6 @@ struct SSEEventSplitter {
         return events
     }
 
-    /// The bytes left after the last complete event (a stream that ended without a blank line).
-    mutating func finish() -> ByteBuffer? {
-        defer { pending.clear(); scanned = 0 }
-        return pending.readableBytes > 0 ? pending.readSlice(length: pending.readableBytes) : nil
-    }
-
     /// Length of the first complete event in `pending`, terminator included (`\n\n` or `\r\n\r\n`).
     private mutating func nextEventEnd() -> Int? {
         let view = pending.readableBytesView

@@ -67,6 +67,39 @@ public struct Upstream: Sendable {
         }
     }
 
+    /// What the client gets when this upstream answers non-2xx: its status and body, with any occurrence of
+    /// our credential scrubbed out; a refused credential (401/403) is our misconfiguration, not the
+    /// client's, so it becomes `503 {name}_misconfigured`.
+    func relayedError(status: Int, body: ByteBuffer) throws(ProxyError) -> ByteBuffer {
+        guard let authorization else { return body }
+        if status == 401 || status == 403 {
+            throw ProxyError(
+                .serviceUnavailable, type: "\(name.rawValue)_misconfigured",
+                message: "The \(name.rawValue) upstream refused the configured API key (HTTP \(status))")
+        }
+        let secret = Array(authorization.dropFirst("Bearer ".count).utf8)
+        return ByteBuffer(bytes: Self.redact(secret, in: Array(body.readableBytesView)))
+    }
+
+    static func redact(_ secret: [UInt8], in bytes: [UInt8]) -> [UInt8] {
+        guard !secret.isEmpty, bytes.count >= secret.count else { return bytes }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == secret[0], bytes.count - index >= secret.count,
+                bytes[index..<(index + secret.count)].elementsEqual(secret)
+            {
+                out.append(contentsOf: "[REDACTED]".utf8)
+                index += secret.count
+            } else {
+                out.append(bytes[index])
+                index += 1
+            }
+        }
+        return out
+    }
+
     /// The one place transport failures become `502 upstream_unavailable` or `504 upstream_timeout`.
     func mapError(_ error: any Error, logger: Logger) -> ProxyError {
         if let error = error as? HTTPClientError, error == .readTimeout || error == .deadlineExceeded {

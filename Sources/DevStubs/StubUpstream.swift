@@ -6,27 +6,37 @@ import JSON
 import NIOCore
 import Synchronization
 
-/// A development stand-in for vLLM: OpenAI-style chat and text completions (streamed or not), `/v1/models`
-/// and `/metrics`. It answers with an echo of the last message so a caller can see what reached it.
+/// A development stand-in for an OpenAI-compatible upstream — vLLM, or Chutes when given an API key:
+/// chat and text completions (streamed or not), `/v1/models` and `/metrics`. It answers with an echo of
+/// the last message so a caller can see what reached it.
 ///
 /// Behaviour is chosen by the request's `model`, so tests need no side channel:
 /// `stub-error-<status>` answers that status; `stub-slow-<ms>` waits before answering;
 /// `stub-stall` streams one chunk then goes silent; `stub-long` streams many chunks slowly;
-/// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields.
-public final class StubVLLM: Sendable {
+/// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields;
+/// `stub-echo-auth` answers 400 with the `Authorization` header it received in the body (as a careless
+/// upstream might), to prove the proxy scrubs its key.
+public final class StubUpstream: Sendable {
     /// One request as the stub received it.
     public struct Recorded: Sendable {
         public let method: String
         public let path: String
+        /// Header values by lowercase (canonical) name.
         public let headers: [String: String]
         public let body: [UInt8]
+
+        /// A header's value, looked up case-insensitively.
+        public func header(_ name: String) -> String? { headers[name.lowercased()] }
     }
 
     private let recorded = Mutex<[Recorded]>([])
     private let waiting = Mutex<Double>(0)
     private let cancelled = Atomic<Int>(0)
 
-    public init() {}
+    /// When set, `/v1/*` requires `Authorization: Bearer <apiKey>` and answers 401 otherwise, like Chutes.
+    private let apiKey: String?
+
+    public init(apiKey: String? = nil) { self.apiKey = apiKey }
 
     /// Requests received so far, oldest first.
     public var requests: [Recorded] { recorded.withLock { $0 } }
@@ -42,6 +52,7 @@ public final class StubVLLM: Sendable {
         router.post("/v1/completions") { request, _ in try await self.complete(request, chat: false) }
         router.get("/v1/models") { request, _ in
             self.record(request, body: [])
+            if let refused = self.refuseWithoutKey(request) { return refused }
             return Self.json(
                 .ok,
                 [
@@ -88,6 +99,11 @@ public final class StubVLLM: Sendable {
         return router
     }
 
+    private func refuseWithoutKey(_ request: Request) -> Response? {
+        guard let apiKey, request.headers[.authorization] != "Bearer \(apiKey)" else { return nil }
+        return Self.json(.unauthorized, ["detail": "Invalid API key"])
+    }
+
     private func record(_ request: Request, body: [UInt8]) {
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
@@ -98,6 +114,7 @@ public final class StubVLLM: Sendable {
     private func complete(_ request: Request, chat: Bool) async throws -> Response {
         let bytes = Array(buffer: try await request.body.collect(upTo: 64 << 20))
         record(request, body: bytes)
+        if let refused = refuseWithoutKey(request) { return refused }
         let body = (try? JSONValue(parsing: bytes)) ?? [:]
         let model = body["model"]?.stringValue ?? "stub-model"
         if model.hasPrefix("stub-error-"), let code = Int(model.dropFirst("stub-error-".count)) {
@@ -108,6 +125,10 @@ public final class StubVLLM: Sendable {
                     "param": nil,
                     "code": .integer(code),
                 ])
+        }
+        if model == "stub-echo-auth" {
+            let header = request.headers[.authorization] ?? ""
+            return Self.json(.badRequest, ["error": .string("bad request; you sent Authorization: \(header)")])
         }
         if model.hasPrefix("stub-slow-"), let ms = Int(model.dropFirst("stub-slow-".count)) {
             try await Task.sleep(for: .milliseconds(ms))

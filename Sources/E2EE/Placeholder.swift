@@ -1,1 +1,0 @@
-// Placeholder so SwiftPM has a source file; replaced by the module's real code.
