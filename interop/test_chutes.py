@@ -1,0 +1,742 @@
+"""SPEC §7 (Chutes) on the wire, driving the real binaries.
+
+A Chutes stand-in is `stub-vllm --api-key KEY --tls-cert … --tls-key …` serving HTTPS with a leaf certificate
+from a throwaway CA; the proxy trusts that CA through `CHUTES_CA_FILE`. Every proxy instance this module
+starts (one per Chutes mode, each with `LOG_LEVEL=trace`) is its own process with its own captured
+stdout/stderr; all of them, and both Chutes stubs, are stopped at the end of the module, also on failure.
+
+The Chutes API key is a canary (`cpk-LEAKCANARY-…`); the last test drives every Chutes path again and then
+searches every instance's logs and every response (status line, headers, body) for any 8-character piece of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import ipaddress
+import json
+import os
+import re
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import TIMEOUT, Process, ProxyClient, free_port, http_ok
+from helpers import (
+    assert_error,
+    chat_body,
+    sha256_hex,
+    sse_events,
+    verify_ecdsa_receipt,
+    verify_ed25519_receipt,
+)
+
+CHAT = "/v1/chutes/chat/completions"
+MODELS = "/v1/chutes/models"
+VLLM_CHAT = "/v1/chat/completions"
+MIN_LEAK = 8  # any 8 consecutive characters of a secret count as a leak
+NOT_HEX = "ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ"  # no hash, id or hex dump in a log can match these
+
+# The canary: distinctive, and its random part avoids hex digits so no hash in a trace log matches by chance.
+CHUTES_KEY = "cpk-LEAKCANARY-" + "".join(secrets.choice(NOT_HEX) for _ in range(32))
+OTHER_KEY = "cpk-OTHERKEY-" + "".join(secrets.choice(NOT_HEX) for _ in range(32))  # what the refusing stub wants
+
+
+def unique(label: str) -> str:
+    return f"{label} {uuid.uuid4()}"
+
+
+# ---------------------------------------------------------------- leak detection
+
+
+def leaked_fragments(secret: str, text: str) -> set[str]:
+    """Every 8-character piece of `secret` in `text`: as is, hex-encoded (any case) or inside base64."""
+    pieces = {secret[i:i + MIN_LEAK] for i in range(len(secret) - MIN_LEAK + 1)}
+    lowered = text.lower()
+    found = {p for p in pieces if p in text or p.encode().hex() in lowered}
+    for shift in range(3):  # base64 of the key at each alignment; 12 base64 characters = 9 key bytes
+        encoded = base64.b64encode(secret[shift:].encode()).decode()
+        for i in range(0, len(encoded) - 16, 4):
+            if encoded[i:i + 12] in text:
+                found.add(f"base64:{encoded[i:i + 12]}")
+    return found
+
+
+def test_leak_detector_sees_plain_hex_and_base64_fragments():
+    assert leaked_fragments(CHUTES_KEY, "x" + CHUTES_KEY[10:18] + "y")
+    assert leaked_fragments(CHUTES_KEY, "[" + CHUTES_KEY[16:26].encode().hex().upper() + "]")
+    assert leaked_fragments(CHUTES_KEY, base64.b64encode(("Bearer " + CHUTES_KEY).encode()).decode())
+    assert leaked_fragments(CHUTES_KEY, base64.b64encode(("Bearer: " + CHUTES_KEY).encode()).decode())
+    assert not leaked_fragments(CHUTES_KEY, CHUTES_KEY[:7] + " " + CHUTES_KEY[7:14] + " [REDACTED]")
+    assert not leaked_fragments(CHUTES_KEY, OTHER_KEY)
+
+
+# ---------------------------------------------------------------- certificates
+
+
+def write_ca_and_leaf(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a leaf for localhost/127.0.0.1 it signed: (CA PEM, leaf PEM, leaf key PEM)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vllm-proxy chutes interop CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = directory / "chutes-ca.pem"
+    leaf_path, key_path = directory / "chutes-leaf.pem", directory / "chutes-leaf-key.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    leaf_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return ca_path, leaf_path, key_path
+
+
+# ---------------------------------------------------------------- clients that remember everything
+
+
+class RecordingProxyClient(ProxyClient):
+    """ProxyClient that also keeps the status line of every response, for this module's leak check."""
+
+    def __init__(self, *args, transcript: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.transcript = transcript
+
+    def _remember(self, r: requests.Response, body: bytes) -> None:
+        super()._remember(r, body)  # into stack.seen too: test_zz_secrets checks those for the TOKEN
+        header_text = "\n".join(f"{k}: {v}" for k, v in r.headers.items())
+        self.transcript.append(
+            f"HTTP/1.1 {r.status_code} {r.reason}\n{header_text}\n\n{body.decode(errors='replace')}"
+        )
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """Wraps httpx's transport for the openai SDK: reads each whole response, records it, hands it on unchanged."""
+
+    def __init__(self, transcript: list[str]):
+        self.inner = httpx.HTTPTransport()
+        self.transcript = transcript
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        try:
+            raw = b"".join(response.iter_raw())
+        finally:
+            response.close()
+        header_text = "\n".join(f"{k}: {v}" for k, v in response.headers.multi_items())
+        self.transcript.append(
+            f"{response.http_version} {response.status_code} {response.reason_phrase}\n{header_text}\n\n"
+            + raw.decode(errors="replace")
+        )
+        return httpx.Response(
+            response.status_code, headers=response.headers, stream=httpx.ByteStream(raw),
+            request=request, extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class ChutesStubClient:
+    """Talks to a Chutes stand-in directly (HTTPS, trusting the throwaway CA, with its key)."""
+
+    def __init__(self, base_url: str, ca_path: Path, key: str):
+        self.base_url = base_url
+        self.ca_path = ca_path
+        self.key = key
+
+    def reset(self) -> None:
+        requests.post(self.base_url + "/stub/reset", timeout=TIMEOUT, verify=str(self.ca_path)).raise_for_status()
+
+    def requests(self) -> list[dict]:
+        r = requests.get(self.base_url + "/stub/requests", timeout=TIMEOUT, verify=str(self.ca_path))
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, data: bytes) -> bytes:
+        """The stub's own answer to these exact bytes, asked with the key the proxy uses."""
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
+        with requests.post(
+            self.base_url + path, data=data, headers=headers, timeout=TIMEOUT, stream=True, verify=str(self.ca_path)
+        ) as r:
+            return b"".join(r.iter_content(None))
+
+
+# ---------------------------------------------------------------- the module's processes
+
+
+@dataclasses.dataclass
+class Chutes:
+    stack: object
+    ca_path: Path
+    stub_url: str  # the Chutes stand-in that accepts CHUTES_KEY
+    stub: ChutesStubClient
+    refusing_stub_url: str  # a Chutes stand-in that wants OTHER_KEY
+    processes: list[Process]
+    proxies: dict[str, RecordingProxyClient]
+    transcript: list[str]  # every response any client in this module received
+
+    def start_proxy(self, name: str, **extra_env: str) -> RecordingProxyClient:
+        """One vllm-proxy process (the session stack's settings, trace logging), not shared with other modules."""
+        port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "TOKEN": self.stack.token,
+            "MODEL_NAME": "interop-model",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "VLLM_BASE_URL": self.stack.stub_url,
+            "DSTACK_SIMULATOR_ENDPOINT": str(self.stack.agent_socket),
+            "GPU_NO_HW_MODE": "1",
+            "LOG_LEVEL": "trace",
+            "METRICS_POLL_INTERVAL_SECONDS": "0.5",
+            **extra_env,
+        }
+        process = Process(name, [str(self.stack.bins / "vllm-proxy")], self.stack.tmp, env=env)
+        self.processes.append(process)
+        base_url = f"http://127.0.0.1:{port}"
+        process.wait_until(lambda: http_ok(base_url + "/"), f"GET {base_url}/ answering 200")
+        client = RecordingProxyClient(
+            base_url, self.stack.token, process, self.stack.seen, transcript=self.transcript
+        )
+        self.proxies[name] = client
+        return client
+
+    def enabled_env(self, **overrides: str) -> dict[str, str]:
+        env = {
+            "CHUTES_ENABLED": "1",
+            "CHUTES_BASE_URL": self.stub_url,
+            "CHUTES_API_KEY": CHUTES_KEY,
+            "CHUTES_CA_FILE": str(self.ca_path),
+        }
+        env.update(overrides)
+        return {k: v for k, v in env.items() if v is not None}
+
+    def sdk(self, proxy: ProxyClient, **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=proxy.base_url + "/v1/chutes", api_key=proxy.token, max_retries=0,
+            http_client=httpx.Client(transport=RecordingTransport(self.transcript), timeout=httpx.Timeout(60, connect=5)),
+            **kwargs,
+        )
+
+
+def start_chutes_stub(stack, name: str, key: str, cert: Path, key_file: Path, ca_path: Path, processes) -> str:
+    port = free_port()
+    stub = Process(
+        name,
+        [str(stack.bins / "stub-vllm"), "--host", "127.0.0.1", "--port", str(port), "--api-key", key,
+         "--tls-cert", str(cert), "--tls-key", str(key_file)],
+        stack.tmp,
+    )
+    processes.append(stub)
+    url = f"https://localhost:{port}"
+    stub.wait_until(
+        lambda: requests.get(url + "/stub/requests", timeout=(1, 2), verify=str(ca_path)).status_code == 200,
+        f"{url}/stub/requests answering 200 over TLS",
+    )
+    return url
+
+
+# The long-lived instances, one per Chutes mode.
+MODES = {
+    "enabled": lambda c: c.enabled_env(),
+    "disabled": lambda c: {"CHUTES_API_KEY": CHUTES_KEY, "CHUTES_BASE_URL": c.stub_url},  # key set, not enabled
+    "refused": lambda c: c.enabled_env(CHUTES_BASE_URL=c.refusing_stub_url),
+    "unreachable": lambda c: c.enabled_env(CHUTES_BASE_URL=f"https://localhost:{free_port()}"),
+    "untrusted": lambda c: c.enabled_env(CHUTES_CA_FILE=None),  # system roots only: the stub's CA is unknown
+    "timeout": lambda c: c.enabled_env(UPSTREAM_TIMEOUT_SECONDS="0.5"),
+}
+
+
+@pytest.fixture(scope="module")
+def chutes(stack):
+    processes: list[Process] = []
+    try:
+        ca_path, leaf, leaf_key = write_ca_and_leaf(stack.tmp)
+        stub_url = start_chutes_stub(stack, "chutes-stub", CHUTES_KEY, leaf, leaf_key, ca_path, processes)
+        refusing_url = start_chutes_stub(stack, "chutes-stub-refusing", OTHER_KEY, leaf, leaf_key, ca_path, processes)
+        c = Chutes(
+            stack, ca_path, stub_url, ChutesStubClient(stub_url, ca_path, CHUTES_KEY), refusing_url, processes, {}, []
+        )
+        for mode, env in MODES.items():
+            c.start_proxy(f"chutes-{mode}-proxy", **env(c))
+        yield c
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def proxy_for(chutes: Chutes, mode: str) -> RecordingProxyClient:
+    return chutes.proxies[f"chutes-{mode}-proxy"]
+
+
+@pytest.fixture
+def enabled(chutes) -> RecordingProxyClient:
+    chutes.stub.reset()
+    return proxy_for(chutes, "enabled")
+
+
+# The three misconfigurations, each in a short-lived instance: (name, env, variable the reason must name).
+MISCONFIGURATIONS = {
+    "no-key": (lambda c: c.enabled_env(CHUTES_API_KEY=None), "CHUTES_API_KEY"),
+    "empty-key": (lambda c: c.enabled_env(CHUTES_API_KEY=""), "CHUTES_API_KEY"),
+    "http-url": (lambda c: c.enabled_env(CHUTES_BASE_URL=c.stub_url.replace("https://", "http://")), "CHUTES_BASE_URL"),
+    "relative-url": (lambda c: c.enabled_env(CHUTES_BASE_URL="localhost:443/v1"), "CHUTES_BASE_URL"),
+    "missing-ca": (lambda c: c.enabled_env(CHUTES_CA_FILE=str(c.stack.tmp / "no-such-ca.pem")), "CHUTES_CA_FILE"),
+    "garbage-ca": (lambda c: c.enabled_env(CHUTES_CA_FILE=str(c.stack.tmp / "garbage-ca.pem")), "CHUTES_CA_FILE"),
+}
+
+
+@dataclasses.dataclass
+class MisconfiguredRun:
+    variable: str
+    log: str
+    chat: requests.Response
+    stream: requests.Response
+    models: requests.Response
+    vllm_chat: requests.Response
+
+
+@pytest.fixture(scope="module")
+def misconfigured(chutes) -> dict[str, MisconfiguredRun]:
+    """Starts each misconfigured instance, asks every Chutes route and one vLLM route, stops it, keeps the log."""
+    (chutes.stack.tmp / "garbage-ca.pem").write_text("this is not a certificate\n")
+    runs = {}
+    for name, (env, variable) in MISCONFIGURATIONS.items():
+        proxy = chutes.start_proxy(f"chutes-misconfigured-{name}-proxy", **env(chutes))
+        try:
+            chat = proxy.post(CHAT, chat_body(unique("misconfigured")))
+            stream, _ = proxy.post_stream(CHAT, chat_body(unique("misconfigured"), stream=True))
+            models = proxy.get(MODELS)
+            vllm_chat = proxy.post(VLLM_CHAT, chat_body(unique("vllm still serves")), headers={"X-User-Tier": "premium"})
+        finally:
+            proxy.process.stop()
+        log = proxy.process.stdout_path.read_text(errors="replace") + proxy.process.stderr_path.read_text(errors="replace")
+        runs[name] = MisconfiguredRun(variable, log, chat, stream, models, vllm_chat)
+    return runs
+
+
+def assert_chutes_error(r: requests.Response, status: int, error_type: str) -> dict:
+    assert r.headers.get("X-Proxy-Upstream") == "chutes", dict(r.headers)
+    return assert_error(r, status, error_type)
+
+
+def check_receipt(proxy, chat_id: str, expected_text: str, upstream: str = "chutes") -> None:
+    for algo in ("ecdsa", "ed25519"):
+        r = proxy.signature(chat_id, algo)
+        assert r.status_code == 200, r.text
+        record = r.json()
+        assert record["upstream"] == upstream, record
+        assert record["signing_algo"] == algo
+        assert record["text"] == expected_text
+        verify = verify_ecdsa_receipt if algo == "ecdsa" else verify_ed25519_receipt
+        verify(record["text"], record["signature"], record["signing_address"])
+
+
+# ---------------------------------------------------------------- 1. the official openai SDK
+
+
+def test_openai_sdk_chat_json_stream_and_models(chutes, enabled):
+    client = chutes.sdk(enabled)
+    try:
+        text = unique("hello from the openai SDK")
+        completion = client.chat.completions.create(model="stub-model", messages=[{"role": "user", "content": text}])
+        assert completion.choices[0].message.content == f"Echo: {text}"
+        assert completion.id.startswith("chatcmpl-stub-")
+
+        text = unique("stream through the openai SDK")
+        stream = client.chat.completions.create(
+            model="stub-model", messages=[{"role": "user", "content": text}], stream=True
+        )
+        pieces, ids, finish = [], set(), None
+        for chunk in stream:
+            ids.add(chunk.id)
+            if chunk.choices:
+                pieces.append(chunk.choices[0].delta.content or "")
+                finish = chunk.choices[0].finish_reason or finish
+        assert "".join(pieces) == f"Echo: {text}"
+        assert len(ids) == 1 and finish == "stop"
+
+        models = client.models.list()
+        assert [m.id for m in models.data] == ["stub-model"]
+
+        raw = client.chat.completions.with_raw_response.create(
+            model="stub-model", messages=[{"role": "user", "content": "headers"}]
+        )
+        assert raw.headers.get("x-proxy-upstream") == "chutes"
+        assert raw.headers.get("x-e2ee-applied") == "false"
+    finally:
+        client.close()
+
+    paths = [(e["method"], e["path"]) for e in chutes.stub.requests()]
+    assert paths == [("POST", "/v1/chat/completions"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models"),
+                     ("POST", "/v1/chat/completions")]
+
+
+def test_openai_sdk_sees_proxy_errors_as_api_errors(chutes):
+    for mode, status, error_type in (("disabled", 503, "chutes_disabled"), ("refused", 503, "chutes_misconfigured")):
+        client = chutes.sdk(proxy_for(chutes, mode))
+        try:
+            with pytest.raises(openai.APIStatusError) as caught:
+                client.chat.completions.create(model="stub-model", messages=[{"role": "user", "content": "hi"}])
+            assert caught.value.status_code == status
+            assert caught.value.type == error_type
+            with pytest.raises(openai.APIStatusError) as caught:
+                client.models.list()
+            assert caught.value.status_code == status
+        finally:
+            client.close()
+    client = chutes.sdk(proxy_for(chutes, "enabled"), api_key="wrong-token")
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            client.models.list()
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------- 2. relay, receipts, credentials, isolation
+
+
+def test_chat_json_relayed_byte_for_byte_with_verified_chutes_receipt(chutes, enabled):
+    body = chat_body(unique("hello chutes"))
+    r = enabled.post(CHAT, body)
+    assert r.status_code == 200, r.text
+    assert r.headers.get("X-Proxy-Upstream") == "chutes"
+    assert r.headers.get("X-E2EE-Applied") == "false"
+    assert r.headers["Content-Type"].startswith("application/json")
+    (entry,) = chutes.stub.requests()
+    assert (entry["method"], entry["path"]) == ("POST", "/v1/chat/completions")
+    assert entry["body"].encode() == body, "an unchanged request must reach Chutes as the same bytes"
+    assert r.content == chutes.stub.post("/v1/chat/completions", body), "Chutes' JSON must be relayed untouched"
+    chat_id = r.json()["id"]
+    assert chat_id == "chatcmpl-stub-" + sha256_hex(body)[:24]
+    assert r.json()["choices"][0]["message"]["content"].startswith("Echo: hello chutes")
+    check_receipt(enabled, chat_id, f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+def test_chat_stream_relayed_byte_for_byte_with_verified_chutes_receipt(chutes, enabled):
+    body = chat_body(unique("stream chutes"), stream=True)
+    r, raw = enabled.post_stream(CHAT, body)
+    assert r.status_code == 200, raw[:500]
+    assert r.headers.get("X-Proxy-Upstream") == "chutes"
+    assert r.headers.get("X-E2EE-Applied") == "false"
+    assert r.headers["Content-Type"].split(";")[0].strip() == "text/event-stream"
+    assert r.headers.get("Cache-Control") == "no-cache" and r.headers.get("X-Accel-Buffering") == "no"
+    events = sse_events(raw)
+    assert events[-1] == b"[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    chat_id = chunks[0]["id"]
+    assert {c["id"] for c in chunks} == {chat_id}
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks).startswith("Echo: stream chutes")
+    (entry,) = chutes.stub.requests()
+    assert entry["body"].encode() == body
+    assert raw == chutes.stub.post("/v1/chat/completions", body), "the event stream must be relayed untouched"
+    check_receipt(enabled, chat_id, f"{sha256_hex(body)}:{sha256_hex(raw)}")
+
+
+def test_chutes_gets_the_chutes_key_never_the_client_token(chutes, enabled):
+    enabled.post(CHAT, chat_body(unique("whose key?")), headers={"X-Request-Hash": "0" * 64})
+    enabled.post_stream(CHAT, chat_body(unique("whose key?"), stream=True))
+    enabled.get(MODELS)
+    entries = chutes.stub.requests()
+    assert [e["path"] for e in entries] == ["/v1/chat/completions", "/v1/chat/completions", "/v1/models"]
+    for entry in entries:
+        assert entry["headers"].get("authorization") == f"Bearer {CHUTES_KEY}", entry["headers"]
+        assert not leaked_fragments(chutes.stack.token, json.dumps(entry)), "the client's TOKEN reached Chutes"
+
+
+def test_upstreams_never_see_each_others_traffic(chutes, enabled, stub):
+    chutes_text, vllm_text = unique("for chutes only"), unique("for vllm only")
+    assert enabled.post(CHAT, chat_body(chutes_text)).status_code == 200
+    enabled.post_stream(CHAT, chat_body(chutes_text, stream=True))
+    assert enabled.get(MODELS).status_code == 200
+    r = enabled.post(VLLM_CHAT, chat_body(vllm_text), headers={"X-User-Tier": "premium"})
+    assert r.status_code == 200, r.text
+    assert "X-Proxy-Upstream" not in r.headers or r.headers["X-Proxy-Upstream"] != "chutes"
+    check_receipt(enabled, r.json()["id"], f"{sha256_hex(chat_body(vllm_text))}:{sha256_hex(r.content)}", "vllm")
+    assert enabled.get("/v1/models", auth=False).status_code == 200
+
+    vllm_seen = stub.requests()
+    assert [(e["method"], e["path"]) for e in vllm_seen] == [("POST", "/v1/chat/completions"), ("GET", "/v1/models")]
+    assert vllm_text in vllm_seen[0]["body"]
+    for entry in vllm_seen:
+        assert chutes_text not in entry["body"]
+        assert "authorization" not in entry["headers"], entry["headers"]
+        assert not leaked_fragments(CHUTES_KEY, json.dumps(entry)), "the Chutes key reached vLLM"
+    chutes_seen = chutes.stub.requests()
+    assert [(e["method"], e["path"]) for e in chutes_seen] == [
+        ("POST", "/v1/chat/completions"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")
+    ]
+    assert all(vllm_text not in e["body"] for e in chutes_seen)
+
+
+@pytest.fixture
+def congested_vllm(chutes, stub):
+    """vLLM reports waiting requests; every proxy polling the shared stub must see it clear again afterwards."""
+    requests.post(chutes.stack.stub_url + "/stub/waiting/5", timeout=TIMEOUT).raise_for_status()
+    try:
+        yield
+    finally:
+        requests.post(chutes.stack.stub_url + "/stub/waiting/0", timeout=TIMEOUT).raise_for_status()
+        proxy = proxy_for(chutes, "enabled")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if proxy.post(VLLM_CHAT, chat_body("clear?")).status_code == 200:
+                break
+            time.sleep(0.25)
+        time.sleep(1.0)  # the other instances poll at the same 0.5 s interval
+
+
+def test_vllm_traffic_control_does_not_apply_to_chutes(chutes, enabled, congested_vllm):
+    deadline = time.monotonic() + 15
+    while enabled.post(VLLM_CHAT, chat_body("congested?")).status_code != 429:
+        assert time.monotonic() < deadline, "the proxy never saw vLLM congested"
+        time.sleep(0.25)
+    r = enabled.post(CHAT, chat_body(unique("chutes ignores vllm congestion")))
+    assert r.status_code == 200, r.text
+    r, raw = enabled.post_stream(CHAT, chat_body(unique("stream ignores it too"), stream=True))
+    assert r.status_code == 200, raw[:300]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_client_auth_is_required_and_answers_carry_the_upstream_header(chutes, enabled):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": enabled.token}):
+        r = enabled.request("POST", CHAT, auth=False, headers={"Content-Type": "application/json", **headers},
+                            data=chat_body("hi"))
+        assert_chutes_error(r, 401, None)
+        r = enabled.request("GET", MODELS, auth=False, headers=headers)
+        assert_chutes_error(r, 401, None)
+    assert chutes.stub.requests() == [], "an unauthenticated request must not reach Chutes"
+
+
+def test_disabled(chutes):
+    proxy = proxy_for(chutes, "disabled")
+    assert_chutes_error(proxy.post(CHAT, chat_body("hi")), 503, "chutes_disabled")
+    r, _ = proxy.post_stream(CHAT, chat_body("hi", stream=True))
+    assert_chutes_error(r, 503, "chutes_disabled")
+    assert_chutes_error(proxy.get(MODELS), 503, "chutes_disabled")
+    assert proxy.post(VLLM_CHAT, chat_body("vllm"), headers={"X-User-Tier": "premium"}).status_code == 200
+
+
+@pytest.mark.parametrize("name", list(MISCONFIGURATIONS))
+def test_misconfigured_names_the_problem_and_vllm_keeps_serving(misconfigured, name):
+    run = misconfigured[name]
+    for r in (run.chat, run.stream, run.models):
+        error = assert_chutes_error(r, 503, "chutes_misconfigured")
+        assert run.variable in error["message"], error
+        assert not leaked_fragments(CHUTES_KEY, error["message"])
+    assert run.vllm_chat.status_code == 200, run.vllm_chat.text
+    assert run.vllm_chat.headers.get("X-Proxy-Upstream") != "chutes"
+
+
+@pytest.mark.parametrize("path", [CHAT, MODELS])
+def test_refused_key_is_our_misconfiguration(chutes, path):
+    proxy = proxy_for(chutes, "refused")
+    r = proxy.post(CHAT, chat_body("hi")) if path == CHAT else proxy.get(MODELS)
+    assert_chutes_error(r, 503, "chutes_misconfigured")
+    assert not leaked_fragments(CHUTES_KEY, r.text)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_upstream_401_403_become_503_misconfigured(enabled, status):
+    assert_chutes_error(enabled.post(CHAT, chat_body("hi", model=f"stub-error-{status}")), 503, "chutes_misconfigured")
+
+
+@pytest.mark.parametrize("status", [400, 404, 429, 500])
+def test_other_upstream_errors_pass_through(chutes, enabled, status):
+    body = chat_body("hi", model=f"stub-error-{status}")
+    r = enabled.post(CHAT, body)
+    assert r.status_code == status, r.text
+    assert r.headers.get("X-Proxy-Upstream") == "chutes"
+    assert r.content == chutes.stub.post("/v1/chat/completions", body), "the error body must pass through"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_upstream_echoing_the_key_is_scrubbed(chutes, enabled, stream):
+    body = chat_body("hi", model="stub-echo-auth", stream=stream)
+    r = enabled.post(CHAT, body)
+    assert r.status_code == 400, r.text
+    assert r.headers.get("X-Proxy-Upstream") == "chutes"
+    assert CHUTES_KEY in chutes.stub.post("/v1/chat/completions", body).decode(), "the stub must echo the key"
+    assert r.json() == {"error": "bad request; you sent Authorization: Bearer [REDACTED]"}
+    assert not leaked_fragments(CHUTES_KEY, r.text)
+
+
+@pytest.mark.parametrize("path,stream", [(CHAT, False), (CHAT, True), (MODELS, False)])
+def test_unreachable_is_502(chutes, path, stream):
+    proxy = proxy_for(chutes, "unreachable")
+    r = proxy.post(path, chat_body("hi", stream=stream)) if path == CHAT else proxy.get(path)
+    assert_chutes_error(r, 502, "upstream_unavailable")
+
+
+@pytest.mark.parametrize("path,stream", [(CHAT, False), (CHAT, True), (MODELS, False)])
+def test_untrusted_certificate_is_502(chutes, path, stream):
+    chutes.stub.reset()
+    proxy = proxy_for(chutes, "untrusted")
+    r = proxy.post(path, chat_body("hi", stream=stream)) if path == CHAT else proxy.get(path)
+    assert_chutes_error(r, 502, "upstream_unavailable")
+    assert chutes.stub.requests() == [], "no request may be sent over a connection whose certificate failed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_slow_upstream_is_504(chutes, stream):
+    proxy = proxy_for(chutes, "timeout")
+    started = time.monotonic()
+    r = proxy.post(CHAT, chat_body("hi", model="stub-slow-3000", stream=stream))
+    assert_chutes_error(r, 504, "upstream_timeout")
+    assert time.monotonic() - started < 2.9, "the timeout must not wait for the slow answer"
+    assert proxy.post(CHAT, chat_body("fast enough")).status_code == 200
+
+
+# ---------------------------------------------------------------- 4. the start-up line
+
+STARTUP_LINE = re.compile(r"chutes: (disabled|enabled \(.*\)|misconfigured \(.*\))\s*$")
+
+
+def startup_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if STARTUP_LINE.search(line)]
+
+
+def proxy_log(proxy: ProxyClient) -> str:
+    return proxy.process.stdout_path.read_text(errors="replace") + proxy.process.stderr_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_startup_line(chutes, mode):
+    (line,) = startup_lines(proxy_log(proxy_for(chutes, mode)))
+    message = STARTUP_LINE.search(line).group(0).strip()
+    if mode == "disabled":
+        assert message == "chutes: disabled"
+    else:
+        assert re.fullmatch(r"chutes: enabled \(https://localhost(:\d+)?\)", message), message
+    assert "info" in line.lower()
+
+
+@pytest.mark.parametrize("name", list(MISCONFIGURATIONS))
+def test_startup_line_misconfigured_names_the_variable(misconfigured, name):
+    run = misconfigured[name]
+    (line,) = startup_lines(run.log)
+    message = STARTUP_LINE.search(line).group(0).strip()
+    assert message.startswith("chutes: misconfigured (") and message.endswith(")"), message
+    assert run.variable in message, message
+    assert not leaked_fragments(CHUTES_KEY, line)
+
+
+# ---------------------------------------------------------------- 3. the leak test (last: it reads everything)
+
+
+def drive_every_chutes_path(chutes: Chutes) -> None:
+    """Success (stream and not), models, and every error, on every long-lived instance."""
+    enabled = proxy_for(chutes, "enabled")
+    for stream in (False, True):
+        enabled.post_stream(CHAT, chat_body(unique("leak?"), stream=stream)) if stream else enabled.post(
+            CHAT, chat_body(unique("leak?"))
+        )
+        for model in ("stub-echo-auth", "stub-error-500", "stub-error-401", "stub-error-403"):
+            enabled.post(CHAT, chat_body("leak?", model=model, stream=stream))
+    enabled.get(MODELS)
+    enabled.post(CHAT, b"{not json", headers={"Authorization": f"Bearer {CHUTES_KEY}"}, auth=False)
+    client = chutes.sdk(enabled)
+    try:
+        client.chat.completions.create(model="stub-model", messages=[{"role": "user", "content": "sdk leak?"}])
+        for _ in client.chat.completions.create(
+            model="stub-model", messages=[{"role": "user", "content": "sdk leak?"}], stream=True
+        ):
+            pass
+        client.models.list()
+    finally:
+        client.close()
+    for mode in ("disabled", "refused", "unreachable", "untrusted"):
+        proxy = proxy_for(chutes, mode)
+        proxy.post(CHAT, chat_body("leak?"))
+        proxy.post_stream(CHAT, chat_body("leak?", stream=True))
+        proxy.get(MODELS)
+    timeout = proxy_for(chutes, "timeout")
+    timeout.post(CHAT, chat_body("leak?", model="stub-slow-3000"))
+    timeout.post_stream(CHAT, chat_body("leak?", model="stub-slow-3000", stream=True))
+    timeout.post(CHAT, chat_body("leak?", model="stub-echo-auth"))
+
+
+def test_zz_chutes_key_never_leaks(chutes, misconfigured):
+    drive_every_chutes_path(chutes)
+    time.sleep(0.5)  # let the last log lines reach the files
+
+    # Positive control: the key is really in use, and the detector finds it where it must be.
+    assert leaked_fragments(CHUTES_KEY, json.dumps(chutes.stub.requests()))
+
+    names = {proxy.process.name for proxy in chutes.proxies.values()}
+    assert {f"chutes-{mode}-proxy" for mode in MODES} <= names
+    assert {f"chutes-misconfigured-{name}-proxy" for name in MISCONFIGURATIONS} <= names
+    for proxy in chutes.proxies.values():
+        log = proxy_log(proxy)
+        assert startup_lines(log), f"{proxy.process.name}: no start-up line captured"
+        assert log.count("\n") > 10, f"{proxy.process.name}: too little trace logging to be a meaningful check"
+        assert not leaked_fragments(CHUTES_KEY, log), f"{proxy.process.name}'s output contains part of the Chutes key"
+        assert not leaked_fragments(chutes.stack.token, log), f"{proxy.process.name}'s output contains part of TOKEN"
+
+    assert len(chutes.transcript) > 50, len(chutes.transcript)
+    assert any("upstream_timeout" in t for t in chutes.transcript)
+    assert any("[REDACTED]" in t for t in chutes.transcript)
+    for response in chutes.transcript:
+        assert not leaked_fragments(CHUTES_KEY, response), response[:800]
+        assert not leaked_fragments(chutes.stack.token, response), response[:800]
