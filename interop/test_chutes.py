@@ -21,6 +21,7 @@ import re
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -271,8 +272,9 @@ class Chutes:
         return {k: v for k, v in env.items() if v is not None}
 
     def sdk(self, proxy: ProxyClient, **kwargs) -> openai.OpenAI:
+        kwargs.setdefault("api_key", proxy.token)
         return openai.OpenAI(
-            base_url=proxy.base_url + "/v1/chutes", api_key=proxy.token, max_retries=0,
+            base_url=proxy.base_url + "/v1/chutes", max_retries=0,
             http_client=httpx.Client(transport=RecordingTransport(self.transcript), timeout=httpx.Timeout(60, connect=5)),
             **kwargs,
         )
@@ -303,6 +305,9 @@ MODES = {
     "unreachable": lambda c: c.enabled_env(CHUTES_BASE_URL=f"https://localhost:{free_port()}"),
     "untrusted": lambda c: c.enabled_env(CHUTES_CA_FILE=None),  # system roots only: the stub's CA is unknown
     "timeout": lambda c: c.enabled_env(UPSTREAM_TIMEOUT_SECONDS="0.5"),
+    # Takes all `stub-echo-auth` traffic (Chutes echoing the key), so that the known trace-log leak it causes
+    # (see test_zz_key_never_leaks_into_logs_when_chutes_echoes_it) does not mask every other log check.
+    "echo": lambda c: c.enabled_env(),
 }
 
 
@@ -364,7 +369,7 @@ def misconfigured(chutes) -> dict[str, MisconfiguredRun]:
         proxy = chutes.start_proxy(f"chutes-misconfigured-{name}-proxy", **env(chutes))
         try:
             chat = proxy.post(CHAT, chat_body(unique("misconfigured")))
-            stream, _ = proxy.post_stream(CHAT, chat_body(unique("misconfigured"), stream=True))
+            stream = post_stream(proxy, CHAT, chat_body(unique("misconfigured"), stream=True))
             models = proxy.get(MODELS)
             vllm_chat = proxy.post(VLLM_CHAT, chat_body(unique("vllm still serves")), headers={"X-User-Tier": "premium"})
         finally:
@@ -372,6 +377,13 @@ def misconfigured(chutes) -> dict[str, MisconfiguredRun]:
         log = proxy.process.stdout_path.read_text(errors="replace") + proxy.process.stderr_path.read_text(errors="replace")
         runs[name] = MisconfiguredRun(variable, log, chat, stream, models, vllm_chat)
     return runs
+
+
+def post_stream(proxy: ProxyClient, path: str, body: bytes) -> requests.Response:
+    """ProxyClient.post_stream, with the raw body put back so that .text/.json() work on an error answer."""
+    r, raw = proxy.post_stream(path, body)
+    r._content = raw  # requests keeps no copy of a streamed body; this is the exact bytes that arrived
+    return r
 
 
 def assert_chutes_error(r: requests.Response, status: int, error_type: str) -> dict:
@@ -572,8 +584,7 @@ def test_client_auth_is_required_and_answers_carry_the_upstream_header(chutes, e
 def test_disabled(chutes):
     proxy = proxy_for(chutes, "disabled")
     assert_chutes_error(proxy.post(CHAT, chat_body("hi")), 503, "chutes_disabled")
-    r, _ = proxy.post_stream(CHAT, chat_body("hi", stream=True))
-    assert_chutes_error(r, 503, "chutes_disabled")
+    assert_chutes_error(post_stream(proxy, CHAT, chat_body("hi", stream=True)), 503, "chutes_disabled")
     assert_chutes_error(proxy.get(MODELS), 503, "chutes_disabled")
     assert proxy.post(VLLM_CHAT, chat_body("vllm"), headers={"X-User-Tier": "premium"}).status_code == 200
 
@@ -612,9 +623,9 @@ def test_other_upstream_errors_pass_through(chutes, enabled, status):
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_upstream_echoing_the_key_is_scrubbed(chutes, enabled, stream):
+def test_upstream_echoing_the_key_is_scrubbed(chutes, stream):
     body = chat_body("hi", model="stub-echo-auth", stream=stream)
-    r = enabled.post(CHAT, body)
+    r = proxy_for(chutes, "echo").post(CHAT, body)
     assert r.status_code == 400, r.text
     assert r.headers.get("X-Proxy-Upstream") == "chutes"
     assert CHUTES_KEY in chutes.stub.post("/v1/chat/completions", body).decode(), "the stub must echo the key"
@@ -622,10 +633,17 @@ def test_upstream_echoing_the_key_is_scrubbed(chutes, enabled, stream):
     assert not leaked_fragments(CHUTES_KEY, r.text)
 
 
+def ask(proxy: ProxyClient, path: str, stream: bool = False, model: str = "stub-model") -> requests.Response:
+    if path == MODELS:
+        return proxy.get(MODELS)
+    body = chat_body(unique("hi"), stream=stream, model=model)
+    return post_stream(proxy, path, body) if stream else proxy.post(path, body)
+
+
 @pytest.mark.parametrize("path,stream", [(CHAT, False), (CHAT, True), (MODELS, False)])
 def test_unreachable_is_502(chutes, path, stream):
     proxy = proxy_for(chutes, "unreachable")
-    r = proxy.post(path, chat_body("hi", stream=stream)) if path == CHAT else proxy.get(path)
+    r = ask(proxy, path, stream)
     assert_chutes_error(r, 502, "upstream_unavailable")
 
 
@@ -633,7 +651,7 @@ def test_unreachable_is_502(chutes, path, stream):
 def test_untrusted_certificate_is_502(chutes, path, stream):
     chutes.stub.reset()
     proxy = proxy_for(chutes, "untrusted")
-    r = proxy.post(path, chat_body("hi", stream=stream)) if path == CHAT else proxy.get(path)
+    r = ask(proxy, path, stream)
     assert_chutes_error(r, 502, "upstream_unavailable")
     assert chutes.stub.requests() == [], "no request may be sent over a connection whose certificate failed"
 
@@ -642,7 +660,7 @@ def test_untrusted_certificate_is_502(chutes, path, stream):
 def test_slow_upstream_is_504(chutes, stream):
     proxy = proxy_for(chutes, "timeout")
     started = time.monotonic()
-    r = proxy.post(CHAT, chat_body("hi", model="stub-slow-3000", stream=stream))
+    r = ask(proxy, CHAT, stream, model="stub-slow-3000")
     assert_chutes_error(r, 504, "upstream_timeout")
     assert time.monotonic() - started < 2.9, "the timeout must not wait for the slow answer"
     assert proxy.post(CHAT, chat_body("fast enough")).status_code == 200
@@ -686,57 +704,85 @@ def test_startup_line_misconfigured_names_the_variable(misconfigured, name):
 
 
 def drive_every_chutes_path(chutes: Chutes) -> None:
-    """Success (stream and not), models, and every error, on every long-lived instance."""
-    enabled = proxy_for(chutes, "enabled")
-    for stream in (False, True):
-        enabled.post_stream(CHAT, chat_body(unique("leak?"), stream=stream)) if stream else enabled.post(
-            CHAT, chat_body(unique("leak?"))
-        )
-        for model in ("stub-echo-auth", "stub-error-500", "stub-error-401", "stub-error-403"):
-            enabled.post(CHAT, chat_body("leak?", model=model, stream=stream))
-    enabled.get(MODELS)
-    enabled.post(CHAT, b"{not json", headers={"Authorization": f"Bearer {CHUTES_KEY}"}, auth=False)
-    client = chutes.sdk(enabled)
-    try:
-        client.chat.completions.create(model="stub-model", messages=[{"role": "user", "content": "sdk leak?"}])
-        for _ in client.chat.completions.create(
-            model="stub-model", messages=[{"role": "user", "content": "sdk leak?"}], stream=True
-        ):
-            pass
-        client.models.list()
-    finally:
-        client.close()
-    for mode in ("disabled", "refused", "unreachable", "untrusted"):
+    """Success (stream and not), models, and every error, on every long-lived instance (one thread per instance:
+    the unreachable and untrusted ones take ~10 s per request)."""
+
+    def enabled() -> None:
+        proxy = proxy_for(chutes, "enabled")
+        for stream in (False, True):
+            ask(proxy, CHAT, stream)
+            for model in ("stub-error-400", "stub-error-500", "stub-error-401", "stub-error-403"):
+                ask(proxy, CHAT, stream, model=model)
+        ask(proxy, MODELS)
+        proxy.post(CHAT, b"{not json")
+        # A client presenting the Chutes key as its token is refused without echoing or logging it.
+        proxy.post(CHAT, chat_body("hi"), auth=False, headers={"Authorization": f"Bearer {CHUTES_KEY}"})
+        client = chutes.sdk(proxy)
+        try:
+            client.chat.completions.create(model="stub-model", messages=[{"role": "user", "content": "sdk leak?"}])
+            for _ in client.chat.completions.create(
+                model="stub-model", messages=[{"role": "user", "content": "sdk leak?"}], stream=True
+            ):
+                pass
+            client.models.list()
+        finally:
+            client.close()
+
+    def every_path(mode: str, model: str = "stub-model") -> None:
         proxy = proxy_for(chutes, mode)
-        proxy.post(CHAT, chat_body("leak?"))
-        proxy.post_stream(CHAT, chat_body("leak?", stream=True))
-        proxy.get(MODELS)
-    timeout = proxy_for(chutes, "timeout")
-    timeout.post(CHAT, chat_body("leak?", model="stub-slow-3000"))
-    timeout.post_stream(CHAT, chat_body("leak?", model="stub-slow-3000", stream=True))
-    timeout.post(CHAT, chat_body("leak?", model="stub-echo-auth"))
+        for stream in (False, True):
+            ask(proxy, CHAT, stream, model=model)
+        ask(proxy, MODELS)
 
-
-def test_zz_chutes_key_never_leaks(chutes, misconfigured):
-    drive_every_chutes_path(chutes)
+    jobs = [enabled] + [lambda m=m: every_path(m) for m in ("disabled", "refused", "unreachable", "untrusted")]
+    jobs += [lambda: every_path("timeout", "stub-slow-3000"), lambda: every_path("echo", "stub-echo-auth")]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result(timeout=120)
     time.sleep(0.5)  # let the last log lines reach the files
 
+
+@pytest.fixture(scope="module")
+def everything_driven(chutes, misconfigured) -> Chutes:
+    drive_every_chutes_path(chutes)
     # Positive control: the key is really in use, and the detector finds it where it must be.
     assert leaked_fragments(CHUTES_KEY, json.dumps(chutes.stub.requests()))
-
     names = {proxy.process.name for proxy in chutes.proxies.values()}
     assert {f"chutes-{mode}-proxy" for mode in MODES} <= names
     assert {f"chutes-misconfigured-{name}-proxy" for name in MISCONFIGURATIONS} <= names
+    return chutes
+
+
+def test_zz_key_never_leaks_into_responses(everything_driven):
+    chutes = everything_driven
+    assert len(chutes.transcript) > 50, len(chutes.transcript)
+    for expected in ("chutes_disabled", "chutes_misconfigured", "upstream_unavailable", "upstream_timeout",
+                     "[REDACTED]", "stub error 500", "Echo: sdk leak?", "data: [DONE]", "stub-model"):
+        assert any(expected in t for t in chutes.transcript), f"no response with {expected!r} was checked"
+    for response in chutes.transcript:
+        assert not leaked_fragments(CHUTES_KEY, response), response[:800]
+        assert not leaked_fragments(chutes.stack.token, response), response[:800]
+
+
+def test_zz_key_never_leaks_into_logs(everything_driven):
+    chutes = everything_driven
     for proxy in chutes.proxies.values():
         log = proxy_log(proxy)
         assert startup_lines(log), f"{proxy.process.name}: no start-up line captured"
         assert log.count("\n") > 10, f"{proxy.process.name}: too little trace logging to be a meaningful check"
-        assert not leaked_fragments(CHUTES_KEY, log), f"{proxy.process.name}'s output contains part of the Chutes key"
         assert not leaked_fragments(chutes.stack.token, log), f"{proxy.process.name}'s output contains part of TOKEN"
+        if proxy is proxy_for(chutes, "echo"):
+            continue  # the known leak: the next test
+        assert not leaked_fragments(CHUTES_KEY, log), f"{proxy.process.name}'s output contains part of the Chutes key"
 
-    assert len(chutes.transcript) > 50, len(chutes.transcript)
-    assert any("upstream_timeout" in t for t in chutes.transcript)
-    assert any("[REDACTED]" in t for t in chutes.transcript)
-    for response in chutes.transcript:
-        assert not leaked_fragments(CHUTES_KEY, response), response[:800]
-        assert not leaked_fragments(chutes.stack.token, response), response[:800]
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy bug (SPEC §1/§7): at LOG_LEVEL=trace AsyncHTTPClient logs every upstream response body part "
+    "as hex (first and last 32 bytes: 'ahc-http-part=body([7b22…](103 bytes))'), so a Chutes error body that "
+    "echoes the key puts 30 bytes of it, hex-encoded, into the proxy's log; scrubbing only covers the client body",
+)
+def test_zz_key_never_leaks_into_logs_when_chutes_echoes_it(everything_driven):
+    echo = proxy_for(everything_driven, "echo")
+    assert any('"bad request; you sent Authorization: Bearer [REDACTED]"' in t for t in everything_driven.transcript)
+    assert not leaked_fragments(CHUTES_KEY, proxy_log(echo)), "the echo instance's output contains part of the key"
