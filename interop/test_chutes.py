@@ -303,6 +303,10 @@ MODES = {
     "disabled": lambda c: {"CHUTES_API_KEY": CHUTES_KEY, "CHUTES_BASE_URL": c.stub_url},  # key set, not enabled
     "refused": lambda c: c.enabled_env(CHUTES_BASE_URL=c.refusing_stub_url),
     "unreachable": lambda c: c.enabled_env(CHUTES_BASE_URL=f"https://localhost:{free_port()}"),
+    # Shorter than the client's 10 s connect timeout: a refused connection must still be 502, not 504.
+    "unreachable-fast": lambda c: c.enabled_env(
+        CHUTES_BASE_URL=f"https://localhost:{free_port()}", UPSTREAM_TIMEOUT_SECONDS="2"
+    ),
     "untrusted": lambda c: c.enabled_env(CHUTES_CA_FILE=None),  # system roots only: the stub's CA is unknown
     "timeout": lambda c: c.enabled_env(UPSTREAM_TIMEOUT_SECONDS="0.5"),
     # Takes all `stub-echo-auth` traffic (Chutes echoing the key), so that the known trace-log leak it causes
@@ -540,6 +544,61 @@ def test_upstreams_never_see_each_others_traffic(chutes, enabled, stub):
     assert all(vllm_text not in e["body"] for e in chutes_seen)
 
 
+def test_no_client_header_reaches_chutes(chutes, enabled):
+    client_headers = {
+        "X-Request-Hash": "ab" * 32, "X-User-Tier": "premium", "Cookie": "session=client-cookie-value",
+        "X-Forwarded-For": "203.0.113.7", "X-Client-Secret": "client-private-value", "User-Agent": "client-agent/1.0",
+    }
+    assert enabled.post(CHAT, chat_body(unique("headers")), headers=client_headers).status_code == 200
+    assert enabled.get(MODELS, headers=client_headers).status_code == 200
+    for entry in chutes.stub.requests():
+        sent = json.dumps(entry["headers"])
+        for value in ("ab" * 32, "premium", "client-cookie-value", "203.0.113.7", "client-private-value",
+                      "client-agent/1.0"):
+            assert value not in sent, (value, entry["headers"])
+        assert set(entry["headers"]) <= {
+            "host", "authorization", "content-type", "content-length", "user-agent", "connection", "accept",
+        }, entry["headers"]
+
+
+def test_same_pipeline_body_checks_and_empty_tool_calls(chutes, enabled):
+    for bad in (b"{not json", b"[1, 2]", b'"a string"'):
+        assert_chutes_error(enabled.post(CHAT, bad), 400, "invalid_request_error")
+    assert chutes.stub.requests() == [], "a rejected body must not reach Chutes"
+
+    text = unique("after a tool-less assistant turn")
+    body = json.dumps({
+        "model": "stub-model",
+        "messages": [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok", "tool_calls": []},
+            {"role": "user", "content": text},
+        ],
+    }).encode()
+    r = enabled.post(CHAT, body)
+    assert r.status_code == 200, r.text
+    (entry,) = chutes.stub.requests()
+    forwarded = json.loads(entry["body"])
+    assert "tool_calls" not in forwarded["messages"][1], forwarded
+    assert forwarded["messages"][1] == {"role": "assistant", "content": "ok"}
+    assert r.json()["choices"][0]["message"]["content"] == f"Echo: {text}"
+    check_receipt(enabled, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_gateway_request_hash_is_the_request_half_of_a_chutes_receipt(chutes, enabled, stream):
+    gateway_hash = sha256_hex(unique("what the gateway's client sent").encode())
+    body = chat_body(unique("hashed"), stream=stream)
+    if stream:
+        r, raw = enabled.post_stream(CHAT, body, headers={"X-Request-Hash": gateway_hash})
+        chat_id = json.loads(sse_events(raw)[0])["id"]
+    else:
+        r = enabled.post(CHAT, body, headers={"X-Request-Hash": gateway_hash})
+        raw, chat_id = r.content, r.json()["id"]
+    assert r.status_code == 200
+    check_receipt(enabled, chat_id, f"{gateway_hash}:{sha256_hex(raw)}")
+
+
 @pytest.fixture
 def congested_vllm(chutes, stub):
     """vLLM reports waiting requests; every proxy polling the shared stub must see it clear again afterwards."""
@@ -645,6 +704,13 @@ def test_unreachable_is_502(chutes, path, stream):
     proxy = proxy_for(chutes, "unreachable")
     r = ask(proxy, path, stream)
     assert_chutes_error(r, 502, "upstream_unavailable")
+
+
+@pytest.mark.parametrize("path", [CHAT, MODELS])
+def test_unreachable_is_502_even_with_a_short_upstream_timeout(chutes, path):
+    started = time.monotonic()
+    assert_chutes_error(ask(proxy_for(chutes, "unreachable-fast"), path), 502, "upstream_unavailable")
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("path,stream", [(CHAT, False), (CHAT, True), (MODELS, False)])
