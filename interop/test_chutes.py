@@ -31,6 +31,8 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import TIMEOUT, Process, ProxyClient, free_port, http_ok
@@ -597,6 +599,129 @@ def test_gateway_request_hash_is_the_request_half_of_a_chutes_receipt(chutes, en
         raw, chat_id = r.content, r.json()["id"]
     assert r.status_code == 200
     check_receipt(enabled, chat_id, f"{gateway_hash}:{sha256_hex(raw)}")
+
+
+# ---------------------------------------------------------------- E2EE (SPEC §4) on the Chutes route, ecdsa v2
+
+
+class E2EEClient:
+    """An independent SPEC §4 ecdsa client (cryptography's secp256k1 ECDH, HKDF-SHA256, AES-256-GCM)."""
+
+    def __init__(self, model_public_hex: str):
+        raw = bytes.fromhex(model_public_hex)
+        raw = raw if len(raw) == 65 else b"\x04" + raw
+        self.model_public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), raw)
+        self.model_public_hex = model_public_hex
+        self.private = ec.generate_private_key(ec.SECP256K1())
+        point = self.private.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        self.public_hex = point[1:].hex()
+
+    @staticmethod
+    def _key(private, public) -> AESGCM:
+        shared = private.exchange(ec.ECDH(), public)  # the x-coordinate
+        return AESGCM(HKDF(hashes.SHA256(), 32, salt=None, info=b"ecdsa_encryption").derive(shared))
+
+    def encrypt(self, plaintext: str, aad: str) -> str:
+        ephemeral = ec.generate_private_key(ec.SECP256K1())
+        nonce = os.urandom(12)
+        sealed = self._key(ephemeral, self.model_public).encrypt(nonce, plaintext.encode(), aad.encode())
+        point = ephemeral.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return (point + nonce + sealed).hex()
+
+    def decrypt(self, field: str, aad: str) -> str:
+        raw = bytes.fromhex(field)
+        ephemeral = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), raw[:65])
+        return self._key(self.private, ephemeral).decrypt(raw[65:77], raw[77:], aad.encode()).decode()
+
+    def request(self, text: str, stream: bool = False, model: str = "stub-model") -> tuple[bytes, dict, str, str]:
+        """(body, headers, nonce, timestamp) of a v2 request whose one message content is encrypted."""
+        nonce, ts = secrets.token_hex(16), str(int(time.time()))
+        aad = f"v2|req|algo=ecdsa|model={model}|m=0|c=-|n={nonce}|ts={ts}"
+        body = chat_body(self.encrypt(text, aad), stream=stream, model=model)
+        headers = {
+            "X-Signing-Algo": "ecdsa", "X-Client-Pub-Key": self.public_hex, "X-Model-Pub-Key": self.model_public_hex,
+            "X-E2EE-Version": "2", "X-E2EE-Nonce": nonce, "X-E2EE-Timestamp": ts,
+        }
+        return body, headers, nonce, ts
+
+    def response_aad(self, response: dict, choice: int, field: str, nonce: str, ts: str) -> str:
+        return (f"v2|resp|algo=ecdsa|model={response['model']}|id={response['id']}|choice={choice}|field={field}"
+                f"|n={nonce}|ts={ts}")
+
+
+@pytest.fixture
+def e2ee(enabled) -> E2EEClient:
+    r = enabled.get("/v1/attestation/report", params={"signing_algo": "ecdsa"})
+    assert r.status_code == 200, r.text[:300]
+    return E2EEClient(r.json()["signing_public_key"])
+
+
+def assert_e2ee_headers(r: requests.Response) -> None:
+    assert r.headers.get("X-Proxy-Upstream") == "chutes"
+    assert (r.headers.get("X-E2EE-Applied"), r.headers.get("X-E2EE-Version"), r.headers.get("X-E2EE-Algo")) == (
+        "true", "2", "ecdsa"
+    ), dict(r.headers)
+
+
+def test_e2ee_v2_json_chutes_sees_plaintext_client_gets_ciphertext(chutes, enabled, e2ee):
+    text = unique("secret question for chutes")
+    body, headers, nonce, ts = e2ee.request(text)
+    r = enabled.post(CHAT, body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert_e2ee_headers(r)
+    (entry,) = chutes.stub.requests()
+    assert json.loads(entry["body"])["messages"][0]["content"] == text, "Chutes must get the decrypted request"
+    response = r.json()
+    field = response["choices"][0]["message"]["content"]
+    assert text not in r.text and "Echo" not in r.text, "the answer must leave the proxy encrypted"
+    assert e2ee.decrypt(field, e2ee.response_aad(response, 0, "content", nonce, ts)) == f"Echo: {text}"
+    check_receipt(enabled, response["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+def test_e2ee_v2_stream_through_chutes(chutes, enabled, e2ee):
+    text = unique("secret stream for chutes")
+    body, headers, nonce, ts = e2ee.request(text, stream=True)
+    r, raw = enabled.post_stream(CHAT, body, headers=headers)
+    assert r.status_code == 200, raw[:500]
+    assert_e2ee_headers(r)
+    assert json.loads(chutes.stub.requests()[0]["body"])["messages"][0]["content"] == text
+    assert text.encode() not in raw and b"Echo" not in raw
+    events = sse_events(raw)
+    assert events[-1] == b"[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    pieces = []
+    for chunk in chunks:
+        content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+        if content is not None:
+            pieces.append(e2ee.decrypt(content, e2ee.response_aad(chunk, 0, "content", nonce, ts)))
+    assert "".join(pieces) == f"Echo: {text}"
+    check_receipt(enabled, chunks[0]["id"], f"{sha256_hex(body)}:{sha256_hex(raw)}")
+
+
+def test_e2ee_nonce_spent_on_vllm_is_spent_on_chutes(chutes, enabled, e2ee, stub):
+    body, headers, _, _ = e2ee.request(unique("once only"))
+    assert enabled.post(VLLM_CHAT, body, headers={**headers, "X-User-Tier": "premium"}).status_code == 200
+    assert_chutes_error(enabled.post(CHAT, body, headers=headers), 400, "e2ee_replay_detected")
+    assert chutes.stub.requests() == [], "a replayed request must not reach Chutes"
+    body, headers, _, _ = e2ee.request(unique("and the other way round"))
+    assert enabled.post(CHAT, body, headers=headers).status_code == 200
+    r = enabled.post(VLLM_CHAT, body, headers={**headers, "X-User-Tier": "premium"})
+    assert_error(r, 400, "e2ee_replay_detected")
+
+
+def test_e2ee_errors_on_the_chutes_route(chutes, enabled, e2ee):
+    body, headers, _, _ = e2ee.request(unique("tampered"))
+    tampered = json.loads(body)
+    content = tampered["messages"][0]["content"]
+    tampered["messages"][0]["content"] = content[:-2] + ("00" if content[-2:] != "00" else "11")
+    assert_chutes_error(enabled.post(CHAT, json.dumps(tampered).encode(), headers=headers), 400, "e2ee_decryption_failed")
+    wrong_model = {**headers, "X-Model-Pub-Key": e2ee.public_hex}
+    assert_chutes_error(enabled.post(CHAT, body, headers=wrong_model), 400, "e2ee_model_key_mismatch")
+    assert chutes.stub.requests() == []
 
 
 @pytest.fixture
