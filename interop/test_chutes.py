@@ -301,7 +301,7 @@ def start_chutes_stub(stack, name: str, key: str, cert: Path, key_file: Path, ca
 
 # The long-lived instances, one per Chutes mode.
 MODES = {
-    "enabled": lambda c: c.enabled_env(),
+    "enabled": lambda c: c.enabled_env(MAX_BODY_BYTES="65536"),
     "disabled": lambda c: {"CHUTES_API_KEY": CHUTES_KEY, "CHUTES_BASE_URL": c.stub_url},  # key set, not enabled
     "refused": lambda c: c.enabled_env(CHUTES_BASE_URL=c.refusing_stub_url),
     "unreachable": lambda c: c.enabled_env(CHUTES_BASE_URL=f"https://localhost:{free_port()}"),
@@ -331,6 +331,9 @@ def chutes(stack):
             c.start_proxy(f"chutes-{mode}-proxy", **env(c))
         yield c
     finally:
+        for process in processes:  # all at once: a stub with a stalled handler takes its full 10 s grace
+            if process.popen.poll() is None:
+                process.popen.terminate()
         for process in reversed(processes):
             process.stop()
 
@@ -566,6 +569,7 @@ def test_no_client_header_reaches_chutes(chutes, enabled):
 def test_same_pipeline_body_checks_and_empty_tool_calls(chutes, enabled):
     for bad in (b"{not json", b"[1, 2]", b'"a string"'):
         assert_chutes_error(enabled.post(CHAT, bad), 400, "invalid_request_error")
+    assert_chutes_error(enabled.post(CHAT, chat_body("x" * 70000)), 413, "request_too_large")
     assert chutes.stub.requests() == [], "a rejected body must not reach Chutes"
 
     text = unique("after a tool-less assistant turn")
@@ -724,6 +728,25 @@ def test_e2ee_errors_on_the_chutes_route(chutes, enabled, e2ee):
     assert chutes.stub.requests() == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy bug (SPEC §4/§7): at LOG_LEVEL=trace AsyncHTTPClient logs the first and last 32 bytes of every "
+    "upstream response part as hex; each streamed chunk ends with its delta, so the plaintext the proxy then "
+    "encrypts for the client is written to the log (outside E2EE's protection once logs leave the CVM)",
+)
+def test_e2ee_plaintext_never_reaches_the_log(chutes, enabled, e2ee):
+    words = [f"{name}{secrets.choice(NOT_HEX)}{secrets.choice(NOT_HEX)}" for name in ("quokka", "numbat", "wombat")]
+    text = " ".join(words)
+    body, headers, _, _ = e2ee.request(text, stream=True)
+    r, raw = enabled.post_stream(CHAT, body, headers=headers)
+    assert r.status_code == 200 and r.headers.get("X-E2EE-Applied") == "true"
+    assert all(word.encode() not in raw for word in words), "the answer itself must be encrypted"
+    time.sleep(0.3)
+    log = proxy_log(enabled)
+    found = [w for w in words if w in log or w.encode().hex() in log.lower()]
+    assert not found, f"E2EE-protected text in the proxy's log: {found}"
+
+
 @pytest.fixture
 def congested_vllm(chutes, stub):
     """vLLM reports waiting requests; every proxy polling the shared stub must see it clear again afterwards."""
@@ -792,15 +815,19 @@ def test_refused_key_is_our_misconfiguration(chutes, path):
     assert not leaked_fragments(CHUTES_KEY, r.text)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("status", [401, 403])
-def test_upstream_401_403_become_503_misconfigured(enabled, status):
-    assert_chutes_error(enabled.post(CHAT, chat_body("hi", model=f"stub-error-{status}")), 503, "chutes_misconfigured")
+def test_upstream_401_403_become_503_misconfigured(enabled, status, stream):
+    r = ask(enabled, CHAT, stream, model=f"stub-error-{status}")
+    error = assert_chutes_error(r, 503, "chutes_misconfigured")
+    assert str(status) in error["message"] or "key" in error["message"].lower(), error
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("status", [400, 404, 429, 500])
-def test_other_upstream_errors_pass_through(chutes, enabled, status):
-    body = chat_body("hi", model=f"stub-error-{status}")
-    r = enabled.post(CHAT, body)
+def test_other_upstream_errors_pass_through(chutes, enabled, status, stream):
+    body = chat_body("hi", model=f"stub-error-{status}", stream=stream)
+    r = post_stream(enabled, CHAT, body) if stream else enabled.post(CHAT, body)
     assert r.status_code == status, r.text
     assert r.headers.get("X-Proxy-Upstream") == "chutes"
     assert r.content == chutes.stub.post("/v1/chat/completions", body), "the error body must pass through"
@@ -855,6 +882,18 @@ def test_slow_upstream_is_504(chutes, stream):
     assert_chutes_error(r, 504, "upstream_timeout")
     assert time.monotonic() - started < 2.9, "the timeout must not wait for the slow answer"
     assert proxy.post(CHAT, chat_body("fast enough")).status_code == 200
+
+
+def test_stalled_stream_ends_after_the_silence_timeout(chutes):
+    """UPSTREAM_TIMEOUT_SECONDS also bounds the silence between two chunks: a stalled Chutes stream must end."""
+    proxy = proxy_for(chutes, "timeout")
+    started = time.monotonic()
+    r, raw = proxy.post_stream(CHAT, chat_body(unique("stall"), model="stub-stall", stream=True))
+    elapsed = time.monotonic() - started
+    assert elapsed < 10, f"the stream hung for {elapsed:.1f} s"
+    assert r.status_code == 200 and r.headers.get("X-Proxy-Upstream") == "chutes"
+    assert raw.startswith(b"data: "), raw[:300]
+    assert proxy.post(CHAT, chat_body("still serving")).status_code == 200
 
 
 # ---------------------------------------------------------------- 4. the start-up line
