@@ -348,7 +348,8 @@ def enabled(chutes) -> RecordingProxyClient:
     return proxy_for(chutes, "enabled")
 
 
-# The three misconfigurations, each in a short-lived instance: (name, env, variable the reason must name).
+# The three kinds of misconfiguration (key, base URL, CA file), two cases each, each case its own short-lived
+# instance: name -> (environment, the variable the reason must name).
 MISCONFIGURATIONS = {
     "no-key": (lambda c: c.enabled_env(CHUTES_API_KEY=None), "CHUTES_API_KEY"),
     "empty-key": (lambda c: c.enabled_env(CHUTES_API_KEY=""), "CHUTES_API_KEY"),
