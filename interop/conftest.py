@@ -1,7 +1,8 @@
 """Starts the real binaries (stub-vllm, dev-attestation-agent, vllm-proxy) once per session.
 
 Binaries come from $VLLM_PROXY_BIN_DIR, else from `swift build --show-bin-path` in the repository root.
-Every wait is bounded; every process and temp file is removed at the end, also when a test fails.
+Every wait is bounded; every process and temp file is removed at the end, also when a test fails
+(INTEROP_KEEP_TMP=1 keeps the temp dir with the processes' logs for a post-mortem).
 """
 
 from __future__ import annotations
@@ -276,7 +277,10 @@ def stack():
     finally:
         for process in reversed(processes):
             process.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("INTEROP_KEEP_TMP"):
+            print(f"\ninterop: logs and certificate kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

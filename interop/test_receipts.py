@@ -9,6 +9,7 @@ import pytest
 
 from helpers import (
     HEX64,
+    SECP256K1_N,
     assert_error,
     chat_body,
     sha256_hex,
@@ -242,3 +243,26 @@ def test_unknown_chat_id_is_404(proxy):
 def test_unknown_signing_algo_is_400(proxy, stub, algo):
     r = proxy.post(CHAT, chat_body(unique("algo")))
     assert_error(proxy.signature(r.json()["id"], algo), 400, "invalid_signing_algo")
+
+
+# ---------------------------------------------------------------- the verifiers themselves reject forgeries
+
+
+def test_verifiers_reject_tampered_receipts(proxy, stub):
+    from cryptography.exceptions import InvalidSignature
+
+    body = chat_body(unique("tamper"))
+    r = proxy.post(CHAT, body)
+    records = check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+    ecdsa, ed = records["ecdsa"], records["ed25519"]
+    forged = ecdsa["text"][:-1] + ("0" if ecdsa["text"][-1] != "0" else "1")
+    with pytest.raises(AssertionError):
+        verify_ecdsa_receipt(forged, ecdsa["signature"], ecdsa["signing_address"])
+    with pytest.raises(InvalidSignature):
+        verify_ed25519_receipt(forged, ed["signature"], ed["signing_address"])
+    # High-s twin of a valid signature (s' = n - s, v flipped) recovers the same key but must be refused.
+    raw = bytes.fromhex(ecdsa["signature"][2:])
+    s = int.from_bytes(raw[32:64], "big")
+    twin = raw[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - raw[64]])
+    with pytest.raises(AssertionError, match="low-s"):
+        verify_ecdsa_receipt(ecdsa["text"], "0x" + twin.hex(), ecdsa["signing_address"])

@@ -11,7 +11,17 @@ MIN_LEAK = 8  # any 8 consecutive characters of the token count as a leak
 
 
 def leaked_fragments(token: str, text: str) -> set[str]:
-    return {token[i:i + MIN_LEAK] for i in range(len(token) - MIN_LEAK + 1) if token[i:i + MIN_LEAK] in text}
+    """Every 8-character piece of the token found in text, as is or hex-encoded (trace logs dump bytes as hex)."""
+    pieces = {token[i:i + MIN_LEAK] for i in range(len(token) - MIN_LEAK + 1)}
+    lowered = text.lower()
+    return {p for p in pieces if p in text or p.encode().hex() in lowered}
+
+
+def test_leak_detector_sees_plain_and_hex_fragments():
+    token = "tok-ghijklmnopqrstuvwxyz"
+    assert leaked_fragments(token, "auth=" + token[5:14])
+    assert leaked_fragments(token, "bytes=[" + token[3:12].encode().hex().upper() + "]")
+    assert not leaked_fragments(token, token[:7] + " " + token[7:14])
 
 
 def provoke_logging(proxy) -> None:
@@ -28,10 +38,11 @@ def provoke_logging(proxy) -> None:
 
 def test_token_never_leaks(stack, stub):
     for proxy in stack.proxies.values():
-        provoke_logging(proxy)
+        if proxy.process.popen.poll() is None:
+            provoke_logging(proxy)
 
     token = stack.token
-    for name, proxy in stack.proxies.items():
+    for name, proxy in stack.proxies.items():  # every instance the session started, stopped ones too
         log = proxy.log_path.read_text(errors="replace")
         assert "Server started" in log, f"{name}: no start-up line in the captured log"
         assert log.count("\n") > 20, f"{name}: trace logging produced too little to be a meaningful check"

@@ -1,0 +1,64 @@
+"""SPEC §1 start-up validation and process lifecycle, driven on the real vllm-proxy binary."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import free_port, make_token
+from helpers import chat_body
+
+BASE_ENV = {"HOST": "127.0.0.1", "MODEL_NAME": "interop-model", "VLLM_BASE_URL": "http://127.0.0.1:9"}
+
+
+def run_proxy_expecting_exit(stack, env: dict[str, str]) -> subprocess.CompletedProcess:
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(free_port()), **env}
+    return subprocess.run(
+        [str(stack.bins / "vllm-proxy")], env=full_env, capture_output=True, text=True, timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("missing", ["TOKEN", "MODEL_NAME"])
+def test_missing_required_variable_stops_startup_naming_it(stack, missing):
+    env = {**BASE_ENV, "TOKEN": make_token()}
+    del env[missing]
+    done = run_proxy_expecting_exit(stack, env)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and missing in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [("PORT", "eighty"), ("MAX_BODY_BYTES", "10MB"), ("UPSTREAM_TIMEOUT_SECONDS", "soon"), ("BASIC_MAX_REQUEST", "x")],
+)
+def test_malformed_number_stops_startup_naming_it_and_not_the_token(stack, name, value):
+    token = make_token()
+    done = run_proxy_expecting_exit(stack, {**BASE_ENV, "TOKEN": token, name: value})
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and name in lines[0], done.stderr
+    assert token not in done.stderr + done.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy bug: on SIGTERM CongestionPoller.run rethrows the CancellationError of Task.sleep inside "
+    "cancelWhenGracefulShutdown, ServiceLifecycle reports 'Service threw error during graceful shutdown', "
+    "and the process prints 'Error: CancellationError()' and exits 1 instead of 0",
+)
+def test_sigterm_shuts_down_cleanly(stack):
+    proxy = stack.start_proxy("sigterm-proxy")
+    assert proxy.post("/v1/chat/completions", chat_body("before shutdown")).status_code == 200
+    proxy.process.popen.send_signal(signal.SIGTERM)
+    try:
+        code = proxy.process.popen.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("vllm-proxy did not exit within 15 s of SIGTERM")
+    log = proxy.log_path.read_text(errors="replace")
+    assert code == 0, f"exit status {code}; log tail:\n{log[-1500:]}"
+    assert "Error:" not in log
