@@ -203,3 +203,19 @@ import Testing
         }
     }
 }
+
+@Test func anUpstreamNeverDescribesItsKey() throws {
+    let mode = ChutesMode.decide(
+        .init(enabled: true, baseURL: "https://chutes.example", apiKey: "sk-very-secret", caFile: nil),
+        timeout: .seconds(5))
+    guard case .enabled(let upstream) = mode else {
+        Issue.record("expected enabled")
+        return
+    }
+    var dumped = ""
+    dump(upstream, to: &dumped)
+    for text in [String(describing: upstream), String(reflecting: upstream), dumped, "\(mode)"] {
+        #expect(!text.contains("sk-very-secret"))
+    }
+    try upstream.client.syncShutdown()
+}

@@ -158,3 +158,12 @@ extension TimeAmount {
         self = .nanoseconds(Int64(duration / .nanoseconds(1)))
     }
 }
+
+extension Upstream: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Never the credential: an `Upstream` may end up in a log line (service descriptions, debugging).
+    public var description: String {
+        "Upstream(\(name.rawValue), \(baseURL), authorization: \(authorization == nil ? "none" : "redacted"))"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
+}
