@@ -49,8 +49,16 @@ _RESERVED: list[socket.socket] = []
 
 
 def free_port() -> int:
+    """A port that was free a moment ago (released again: another process may take it before you bind it).
+    Prefer letting a binary bind port 0 and reading the port from its log, as `Process.listening_port` does."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def refusing_port() -> int:
     """A local port that refuses connections for the whole session: bound (so no other process on this shared
-    machine can take it) but never listening. For "upstream unreachable" cases and configs that must not start."""
+    machine can take it) but never listening. For "upstream unreachable" cases."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     _RESERVED.append(s)
@@ -103,6 +111,9 @@ class Process:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.name}: no {what} within {STARTUP_DEADLINE}s\n{self.log_tail()}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        stop_all([self], grace)
 
     def wait_or_kill(self, deadline: float) -> None:
         """After terminate(): waits until the deadline, then kills (the stub keeps a stalled stream open)."""

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conftest import free_port
+from conftest import refusing_port
 from helpers import assert_error, basic_in_flight, chat_body, sse_events, text_body
 
 CHAT = "/v1/chat/completions"
@@ -19,7 +19,7 @@ def dead_proxy(stack):
     """vLLM and the dstack agent both unreachable, no TLS certificate configured."""
     return stack.proxies.get("dead-upstream-proxy") or stack.start_proxy(
         "dead-upstream-proxy",
-        VLLM_BASE_URL=f"http://127.0.0.1:{free_port()}",
+        VLLM_BASE_URL=f"http://127.0.0.1:{refusing_port()}",
         DSTACK_SIMULATOR_ENDPOINT=str(stack.tmp / "no-agent-here.sock"),
         TLS_CERT_PATH="",
     )
