@@ -45,12 +45,6 @@ def test_malformed_number_stops_startup_naming_it_and_not_the_token(stack, name,
     assert token not in done.stderr + done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: on SIGTERM CongestionPoller.run rethrows the CancellationError of Task.sleep inside "
-    "cancelWhenGracefulShutdown, ServiceLifecycle reports 'Service threw error during graceful shutdown', "
-    "and the process prints 'Error: CancellationError()' and exits 1 instead of 0",
-)
 def test_sigterm_shuts_down_cleanly(stack):
     proxy = stack.start_proxy("sigterm-proxy")
     assert proxy.post("/v1/chat/completions", chat_body("before shutdown")).status_code == 200
