@@ -729,12 +729,6 @@ def test_e2ee_errors_on_the_chutes_route(chutes, enabled, e2ee):
     assert chutes.stub.requests() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug (SPEC §4/§7): at LOG_LEVEL=trace AsyncHTTPClient logs the first and last 32 bytes of every "
-    "upstream response part as hex; each streamed chunk ends with its delta, so the plaintext the proxy then "
-    "encrypts for the client is written to the log (outside E2EE's protection once logs leave the CVM)",
-)
 def test_e2ee_plaintext_never_reaches_the_log(chutes, enabled, e2ee):
     words = [f"{name}{secrets.choice(NOT_HEX)}{secrets.choice(NOT_HEX)}" for name in ("quokka", "numbat", "wombat")]
     text = " ".join(words)
@@ -1007,12 +1001,6 @@ def test_zz_key_never_leaks_into_logs(everything_driven):
         assert not leaked_fragments(CHUTES_KEY, log), f"{proxy.process.name}'s output contains part of the Chutes key"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug (SPEC §1/§7): at LOG_LEVEL=trace AsyncHTTPClient logs every upstream response body part "
-    "as hex (first and last 32 bytes: 'ahc-http-part=body([7b22…](103 bytes))'), so a Chutes error body that "
-    "echoes the key puts 30 bytes of it, hex-encoded, into the proxy's log; scrubbing only covers the client body",
-)
 def test_zz_key_never_leaks_into_logs_when_chutes_echoes_it(everything_driven):
     echo = proxy_for(everything_driven, "echo")
     assert any('"bad request; you sent Authorization: Bearer [REDACTED]"' in t for t in everything_driven.transcript)
