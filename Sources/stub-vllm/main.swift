@@ -1,5 +1,6 @@
 import ArgumentParser
 import DevStubs
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -39,7 +40,9 @@ struct StubVLLMCommand: AsyncParsableCommand {
             server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in
-                print("stub-vllm listening on \(channel.localAddress?.port.map(String.init) ?? "?")")
+                // Unbuffered, so a harness reading our stdout through a pipe sees it at once.
+                let port = channel.localAddress?.port.map(String.init) ?? "?"
+                FileHandle.standardOutput.write(Data("stub-vllm listening on \(port)\n".utf8))
             },
             logger: Logger(label: "stub-vllm"))
         try await app.runService()
