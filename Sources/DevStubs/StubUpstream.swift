@@ -15,7 +15,8 @@ import Synchronization
 /// `stub-stall` streams one chunk then goes silent; `stub-long` streams many chunks slowly;
 /// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields;
 /// `stub-echo-auth` answers 400 with the `Authorization` header it received in the body (as a careless
-/// upstream might), to prove the proxy scrubs its key.
+/// upstream might), to prove the proxy scrubs its key. With a `ChutesE2EEDevRelay` it also serves Chutes'
+/// E2EE endpoints (development only).
 public final class StubUpstream: Sendable {
     /// One request as the stub received it.
     public struct Recorded: Sendable {
@@ -36,7 +37,13 @@ public final class StubUpstream: Sendable {
     /// When set, `/v1/*` requires `Authorization: Bearer <apiKey>` and answers 401 otherwise, like Chutes.
     private let apiKey: String?
 
-    public init(apiKey: String? = nil) { self.apiKey = apiKey }
+    /// When set, also Chutes' E2EE relay and instance (development only).
+    private let e2ee: ChutesE2EEDevRelay?
+
+    public init(apiKey: String? = nil, e2ee: ChutesE2EEDevRelay? = nil) {
+        self.apiKey = apiKey
+        self.e2ee = e2ee
+    }
 
     /// Requests received so far, oldest first.
     public var requests: [Recorded] { recorded.withLock { $0 } }
@@ -53,12 +60,26 @@ public final class StubUpstream: Sendable {
         router.get("/v1/models") { request, _ in
             self.record(request, body: [])
             if let refused = self.refuseWithoutKey(request) { return refused }
-            return Self.json(
-                .ok,
-                [
-                    "object": "list",
-                    "data": [["id": "stub-model", "object": "model", "owned_by": "vllm-stub", "max_model_len": 4096]],
-                ])
+            var model: JSONObject = [
+                "id": "stub-model", "object": "model", "owned_by": "vllm-stub", "max_model_len": 4096,
+            ]
+            if self.e2ee != nil {
+                for member in ChutesE2EEDevRelay.modelFields.members { model[member.key] = member.value }
+            }
+            return Self.json(.ok, ["object": "list", "data": [.object(model)]])
+        }
+        if let e2ee {
+            router.get("/e2e/instances/{chute}") { request, context in
+                self.record(request, body: [])
+                if let refused = self.refuseWithoutKey(request) { return refused }
+                return e2ee.instances(chuteID: try context.parameters.require("chute"))
+            }
+            router.post("/e2e/invoke") { request, _ in
+                let blob = Array(buffer: try await request.body.collect(upTo: 64 << 20))
+                self.record(request, body: blob)
+                if let refused = self.refuseWithoutKey(request) { return refused }
+                return try e2ee.invoke(request, blob: blob)
+            }
         }
         router.get("/metrics") { _, _ in
             let value = self.waiting.withLock { $0 }
