@@ -119,7 +119,8 @@ class ChutesE2EEStub:
         self._lock = threading.Lock()
         self.models = [
             Model(name, str(uuid.uuid4()), confidential)
-            for name, confidential in (models or [("stub-e2e-model", True), ("stub-plain-model", False)])
+            for name, confidential in (models or [("stub-e2e-model", True), ("stub-plain-model", False)]
+                                       + [(f"stub-e2e-{n}", True) for n in ("exhaust", "expiry")])
         ]
         self.instances_per_chute = 2
         self.nonces_per_instance = 4
@@ -143,14 +144,17 @@ class ChutesE2EEStub:
         self.server.server_close()
 
     def reset(self) -> None:
-        """Fresh instances (new keys) for every chute, no nonces out, empty logs, no faults, default settings."""
+        """Empty logs and counters, no faults; retired instances replaced by new ones (new keys). Nonces already
+        issued stay valid, as they would at the real relay: a client's pool outlives one test."""
         with self._lock:
-            self.instances: dict[str, list[Instance]] = {m.chute_id: [] for m in self.models}
-            for model in self.models:
-                for _ in range(self.instances_per_chute):
-                    self._add_instance(model.chute_id)
-            self.nonces: dict[str, tuple[str, float]] = {}  # nonce -> (instance id, expires at)
-            self.spent: set[str] = set()
+            if not hasattr(self, "instances"):
+                self.instances: dict[str, list[Instance]] = {m.chute_id: [] for m in self.models}
+                self.nonces: dict[str, tuple[str, float]] = {}  # nonce -> (instance id, expires at)
+                self.spent: set[str] = set()
+            for chute_id, listed in self.instances.items():
+                listed[:] = [i for i in listed if not i.gone]
+                while len(listed) < self.instances_per_chute:
+                    self._add_instance(chute_id)
             self.relay_log: list[bytes] = []
             self.invocations: list[Invocation] = []
             self.instance_fetches: dict[str, int] = {}
@@ -209,8 +213,8 @@ class ChutesE2EEStub:
             fault = self.faults.pop(0) if self.faults else None
             chute_id, instance_id = headers.get("x-chute-id", ""), headers.get("x-instance-id", "")
             instance = next((i for i in self.instances.get(chute_id, []) if i.instance_id == instance_id), None)
-            if instance is None:
-                return 404, None, fault
+            if instance is None:  # never listed, or retired and forgotten: gone, as far as a client can tell
+                return 410, None, fault
             if fault == "gone":
                 instance.gone = True
             if instance.gone:
@@ -304,8 +308,7 @@ def _handler(stub: ChutesE2EEStub):
             with stub._lock:
                 stub.invocations.append(Invocation(headers, payload, status))
             if status != 200:
-                self._error(status, {403: "nonce invalid or spent", 404: "no such instance", 410: "instance gone",
-                                     400: "could not decrypt"}[status])
+                self._error(status, {403: "nonce invalid or spent", 410: "instance gone", 400: "could not decrypt"}[status])
                 return
             if fault in ("status_429", "status_502"):
                 self._error(int(fault[-3:]), "stub fault")
