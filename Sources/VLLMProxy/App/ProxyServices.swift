@@ -35,7 +35,7 @@ public struct ProxyServices: Sendable {
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
             client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
             timeout: config.upstreamTimeout)
-        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout)
+        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout, metrics: metrics)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger

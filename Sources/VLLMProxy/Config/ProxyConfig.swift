@@ -37,6 +37,12 @@ public struct ProxyConfig: Sendable {
         public var baseURL: String
         public var apiKey: String?
         public var caFile: String?
+        /// Completions through Chutes' E2EE transport (`CHUTES_E2EE`).
+        public var e2ee: Bool = false
+        /// Where `/e2e/instances` and `/e2e/invoke` live (`CHUTES_E2E_BASE_URL`).
+        public var e2eBaseURL: String = "https://api.chutes.ai"
+        /// Refuse models not marked `confidential_compute` (`CHUTES_TEE_ONLY`).
+        public var teeOnly: Bool = false
     }
 
     /// Every variable the proxy reads, with its default and meaning; `--help` prints this table.
@@ -67,6 +73,9 @@ public struct ProxyConfig: Sendable {
         ("CHUTES_BASE_URL", "https://llm.chutes.ai", "Chutes API base; must be https://"),
         ("CHUTES_API_KEY", "(unset)", "Chutes API key, required when enabled (secret)"),
         ("CHUTES_CA_FILE", "(unset)", "extra PEM trust roots for the Chutes TLS connection"),
+        ("CHUTES_E2EE", "false", "send Chutes completions through Chutes' E2EE transport (ML-KEM-768 to the GPU)"),
+        ("CHUTES_E2E_BASE_URL", "https://api.chutes.ai", "where /e2e/instances and /e2e/invoke live; must be https://"),
+        ("CHUTES_TEE_ONLY", "false", "refuse Chutes models not marked confidential_compute (403)"),
         (
             "UPSTREAM_TIMEOUT_SECONDS", "600",
             "longest wait for an upstream response head, and between two stream chunks"
@@ -138,7 +147,10 @@ public struct ProxyConfig: Sendable {
             enabled: flag("CHUTES_ENABLED"),
             baseURL: Self.trimTrailingSlash(string("CHUTES_BASE_URL") ?? "https://llm.chutes.ai"),
             apiKey: string("CHUTES_API_KEY"),
-            caFile: string("CHUTES_CA_FILE")
+            caFile: string("CHUTES_CA_FILE"),
+            e2ee: flag("CHUTES_E2EE"),
+            e2eBaseURL: Self.trimTrailingSlash(string("CHUTES_E2E_BASE_URL") ?? "https://api.chutes.ai"),
+            teeOnly: flag("CHUTES_TEE_ONLY")
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS", 600)
         self.maxBodyBytes = try integer("MAX_BODY_BYTES", 10_485_760, minimum: 1)

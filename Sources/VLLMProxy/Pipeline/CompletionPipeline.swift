@@ -43,17 +43,23 @@ struct CompletionPipeline: Sendable {
         var decoded = try DecodedRequest(bytes: body)
         let sealer = try await open(&decoded, mode: mode)
 
-        let response = try await upstream.send(
-            .POST, path: kind.upstreamPath, body: decoded.forwardBytes, logger: logger)
+        let answer = try await upstream.sendCompletion(
+            path: kind.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
+        let response = answer.response
         var headers = HTTPFields()
         if kind == .chat {
             for (name, value) in mode.responseHeaders { headers[HTTPField.Name(name)!] = value }
+        }
+        var chutes: ChutesReceipt?
+        if upstream.name == .chutes {
+            chutes = ChutesReceipt(transport: upstream.transport.name, instanceID: answer.instanceID)
+            headers[.proxyUpstreamTransport] = upstream.transport.name
         }
 
         guard (200..<300).contains(response.status.code) else {
             return try await passThroughError(response, upstream: upstream, headers: headers, logger: logger)
         }
-        let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name)
+        let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
         if decoded.isStream {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket,
@@ -171,7 +177,8 @@ struct CompletionPipeline: Sendable {
         if let chatID = json?["id"]?.stringValue {
             await receipts.issue(
                 chatID: chatID, requestHash: receipt.requestHash,
-                responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream)
+                responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream,
+                chutes: receipt.chutes)
         }
         var headers = headers
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
@@ -227,7 +234,7 @@ struct CompletionPipeline: Sendable {
                 if let chatID = relay.chatID {
                     await receipts.issue(
                         chatID: chatID, requestHash: receipt.requestHash, responseHash: relay.finalHash(),
-                        upstream: receipt.upstream)
+                        upstream: receipt.upstream, chutes: receipt.chutes)
                 }
                 try await writer.finish(nil)
             })
@@ -238,6 +245,7 @@ struct CompletionPipeline: Sendable {
 struct ReceiptContext: Sendable {
     let requestHash: String
     let upstream: Upstream.Name
+    let chutes: ChutesReceipt?
 }
 
 /// Relays an event stream chunk by chunk, hashing exactly the bytes sent. Plain streams pass upstream
@@ -306,4 +314,5 @@ extension HTTPField.Name {
     static let e2eeAlgo = Self("X-E2EE-Algo")!
     static let accelBuffering = Self("X-Accel-Buffering")!
     static let proxyUpstream = Self("X-Proxy-Upstream")!
+    static let proxyUpstreamTransport = Self("X-Proxy-Upstream-Transport")!
 }
