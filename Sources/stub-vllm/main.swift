@@ -20,7 +20,9 @@ struct StubVLLMCommand: AsyncParsableCommand {
     @Option(help: "Require 'Authorization: Bearer <key>' on /v1 routes, like Chutes.") var apiKey: String?
     @Option(help: "PEM certificate chain to serve HTTPS with (needs --tls-key).") var tlsCert: String?
     @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
-    @Flag(help: "Also serve Chutes' E2EE endpoints with an in-process ML-KEM-768 instance (DEV ONLY, NOT SECURE).")
+    @Flag(
+        name: .customLong("chutes-e2ee"),
+        help: "Also serve Chutes' E2EE endpoints with an in-process ML-KEM-768 instance (DEV ONLY, NOT SECURE).")
     var chutesE2EE = false
 
     func run() async throws {
