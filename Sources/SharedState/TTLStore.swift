@@ -59,8 +59,8 @@ public final class TTLStore: SharedStore {
         }
     }
 
-    public func claim(_ key: String, ttl: Duration) async -> Bool {
-        insert(key, [1], ttl: ttl, onlyIfAbsent: true)
+    public func claim(_ key: String, ttl: Duration) async -> ClaimOutcome {
+        insert(key, [1], ttl: ttl, onlyIfAbsent: true) ? .claimed : .alreadyClaimed
     }
 
     @discardableResult

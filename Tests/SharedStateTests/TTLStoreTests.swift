@@ -24,10 +24,10 @@ final class ManualClock: Sendable {
     @Test func claimSucceedsOnceUntilExpiry() async {
         let clock = ManualClock()
         let store = TTLStore(now: clock.now)
-        #expect(await store.claim("n", ttl: .seconds(300)))
-        #expect(await store.claim("n", ttl: .seconds(300)) == false)
+        #expect(await store.claim("n", ttl: .seconds(300)) == .claimed)
+        #expect(await store.claim("n", ttl: .seconds(300)) == .alreadyClaimed)
         clock.advance(.seconds(301))
-        #expect(await store.claim("n", ttl: .seconds(300)))
+        #expect(await store.claim("n", ttl: .seconds(300)) == .claimed)
     }
 
     @Test func oldestEntriesAreEvictedPastCapacity() async {

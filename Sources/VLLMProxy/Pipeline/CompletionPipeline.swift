@@ -94,7 +94,7 @@ struct CompletionPipeline: Sendable {
     /// genuine, so garbage cannot burn a client's nonce); returns the sealer for the response.
     private func open(_ decoded: inout DecodedRequest, mode: E2EEMode) async throws(ProxyError) -> ResponseSealer? {
         guard case .encrypted(let session) = mode else { return nil }
-        do throws(E2EEError) {
+        do {
             try decoded.update { json throws(E2EEError) in
                 var value = JSONValue.object(json)
                 try e2ee.openRequest(&value, session: session)
@@ -103,11 +103,20 @@ struct CompletionPipeline: Sendable {
             if let key = session.replayKey(modelName: modelName) {
                 let lifetime = session.replayClaimSeconds(
                     now: Int(Date().timeIntervalSince1970), window: e2ee.replayWindow)
-                guard await replayGuard.claim(key, ttl: .seconds(lifetime)) else { throw .replayDetected }
+                switch await replayGuard.claim(key, ttl: .seconds(lifetime)) {
+                case .claimed: break
+                case .alreadyClaimed: throw E2EEError.replayDetected
+                case .full: throw ProxyError.replayStoreFull
+                case .unavailable: throw ProxyError.replayStoreUnavailable
+                }
             }
             return try e2ee.responseSealer(for: session)
-        } catch {
+        } catch let error as E2EEError {
             throw ProxyError(error)
+        } catch let error as ProxyError {
+            throw error
+        } catch {
+            throw ProxyError.internalError
         }
     }
 

@@ -56,6 +56,14 @@ extension ProxyError {
     static func rateLimited(_ message: String) -> ProxyError {
         ProxyError(.tooManyRequests, type: "rate_limit", message: message)
     }
+    /// The replay-claim store is full of unexpired claims; evicting one would let its request replay.
+    static let replayStoreFull = ProxyError(
+        .serviceUnavailable, type: "replay_store_full",
+        message: "The E2EE replay store is full; retry shortly")
+    /// The shared replay-claim store (Redis) cannot answer and the policy is to fail closed.
+    static let replayStoreUnavailable = ProxyError(
+        .serviceUnavailable, type: "replay_store_unavailable",
+        message: "The E2EE replay store is unavailable; retry shortly")
     init(_ error: E2EEError) {
         self.init(.init(code: error.httpStatus), type: error.type, message: error.message)
     }
