@@ -37,7 +37,7 @@ public enum ChutesMode: Sendable {
         if settings.e2ee || settings.teeOnly {
             let chutesTransport = ChutesE2EETransport(
                 baseURL: settings.baseURL, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
-                http: client, teeOnly: settings.teeOnly, metrics: metrics)
+                http: client, timeout: timeout, teeOnly: settings.teeOnly, metrics: metrics)
             transport = settings.e2ee ? .chutesE2EE(chutesTransport) : .teeOnlyDirect(chutesTransport)
         }
         return .enabled(

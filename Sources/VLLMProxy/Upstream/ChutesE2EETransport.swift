@@ -57,12 +57,13 @@ public struct ChutesE2EETransport: Sendable {
     let metrics: ProxyMetrics
 
     init(
-        baseURL: String, e2eBaseURL: String, authorization: String, http: HTTPClient, teeOnly: Bool,
-        metrics: ProxyMetrics
+        baseURL: String, e2eBaseURL: String, authorization: String, http: HTTPClient, timeout: Duration,
+        teeOnly: Bool, metrics: ProxyMetrics
     ) {
         self.e2eBaseURL = e2eBaseURL
         self.directory = ChutesHTTPDirectory(
-            modelsURL: baseURL + "/v1/models", e2eBaseURL: e2eBaseURL, authorization: authorization, http: http)
+            modelsURL: baseURL + "/v1/models", e2eBaseURL: e2eBaseURL, authorization: authorization, http: http,
+            timeout: min(ChutesHTTPDirectory.maxTimeout, timeout))
         self.client = ChutesE2EEClient(directory: directory, teeOnly: teeOnly, observer: metrics.chutesE2EE)
         self.metrics = metrics
     }
@@ -185,7 +186,9 @@ struct ChutesHTTPDirectory: ChutesE2EEDirectory {
     /// `Bearer <key>`: a secret.
     let authorization: String
     let http: HTTPClient
-    static let timeout = TimeAmount.seconds(30)
+    /// `UPSTREAM_TIMEOUT_SECONDS`, but at most `maxTimeout`: a listing is small, and requests wait for it.
+    let timeout: Duration
+    static let maxTimeout: Duration = .seconds(30)
     static let maxListingBytes = 8 << 20
 
     func fetchModels() async throws(ChutesE2EEError) -> [ChuteModel] {
@@ -200,7 +203,7 @@ struct ChutesHTTPDirectory: ChutesE2EEDirectory {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Authorization", value: authorization)
         do {
-            let response = try await http.execute(request, timeout: Self.timeout)
+            let response = try await http.execute(request, timeout: TimeAmount(timeout))
             guard (200..<300).contains(response.status.code) else {
                 throw ChutesE2EEError.directoryStatus(Int(response.status.code))
             }
