@@ -50,6 +50,27 @@ import Testing
         }
     }
 
+    @Test func theTransportNeverDescribesTheKey() throws {
+        let key = "cpk-never-printed-\(UUID().uuidString)"
+        let config = try ProxyConfig(environment: [
+            "TOKEN": "t", "MODEL_NAME": "m", "CHUTES_ENABLED": "1", "CHUTES_API_KEY": key, "CHUTES_E2EE": "1",
+        ])
+        let mode = ChutesMode.decide(config.chutes, timeout: .seconds(5))
+        guard case .enabled(let upstream) = mode, case .chutesE2EE(let transport) = upstream.transport else {
+            Issue.record("expected an E2EE Chutes upstream, got \(mode)")
+            return
+        }
+        for text in [
+            String(describing: mode), String(reflecting: mode), String(describing: transport),
+            String(reflecting: transport), String(describing: transport.directory),
+            String(reflecting: transport.directory), "\(Mirror(reflecting: transport).children.map(\.value))",
+        ] {
+            #expect(!text.contains("never-printed"), "\(text)")
+        }
+        #expect(mode.logLine == "chutes: enabled (https://llm.chutes.ai), e2ee via https://api.chutes.ai")
+        try upstream.client.syncShutdown()
+    }
+
     @Test func anE2EBaseURLThatIsNotHTTPSIsAMisconfiguration() async throws {
         try await ChutesHarness.run(e2ee: true) { chutes in
             var environment = chutes.e2eeEnvironment

@@ -258,3 +258,16 @@ struct DecryptedEventStream: AsyncSequence, Sendable {
         AsyncIterator(upstream: upstream.makeAsyncIterator(), decoder: decoder, metrics: metrics)
     }
 }
+
+extension ChutesE2EETransport: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Never the key: the transport holds it (through its directory) and may end up in a log line.
+    public var description: String { "ChutesE2EETransport(\(e2eBaseURL), teeOnly: \(client.teeOnly))" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
+}
+
+extension ChutesHTTPDirectory: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    var description: String { "ChutesHTTPDirectory(\(modelsURL), \(e2eBaseURL), authorization: redacted)" }
+    var debugDescription: String { description }
+    var customMirror: Mirror { Mirror(self, children: ["description": description]) }
+}
