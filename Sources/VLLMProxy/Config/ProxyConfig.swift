@@ -9,6 +9,8 @@ public struct ProxyConfig: Sendable {
     public var vllmBaseURL: String
     public var chatCacheExpiration: Duration
     public var e2eeReplayWindowSeconds: Int
+    /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
+    public var e2eeReplayStoreCapacity: Int
     public var redis: RedisSettings?
     public var dstackEndpoint: String?
     public var gpuNoHardwareMode: Bool
@@ -54,6 +56,10 @@ public struct ProxyConfig: Sendable {
         ("VLLM_BASE_URL", "http://vllm:8000", "local vLLM server"),
         ("CHAT_CACHE_EXPIRATION", "1200", "seconds a signature record is kept"),
         ("E2EE_REPLAY_WINDOW_SECONDS", "300", "allowed clock skew for E2EE v2 timestamps and replay-record lifetime"),
+        (
+            "E2EE_REPLAY_STORE_CAPACITY", "5000000",
+            "most live E2EE v2 replay claims (1-50000000); when full, v2 requests get 503 replay_store_full"
+        ),
         ("REDIS_HOST", "(unset)", "shared state across replicas; unset = in-process only"),
         ("REDIS_PORT", "6379", "Redis port"),
         ("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
@@ -130,6 +136,11 @@ public struct ProxyConfig: Sendable {
         }
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION", 1200, minimum: 1))
         self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS", 300, minimum: 1)
+        self.e2eeReplayStoreCapacity = try integer(
+            "E2EE_REPLAY_STORE_CAPACITY", Self.defaultReplayStoreCapacity, minimum: 1)
+        guard e2eeReplayStoreCapacity <= 50_000_000 else {
+            throw .malformed("E2EE_REPLAY_STORE_CAPACITY", "must be an integer from 1 to 50000000")
+        }
         let redisPort = try integer("REDIS_PORT", 6379)
         let redisDB = try integer("REDIS_DB", 0)
         self.redis = string("REDIS_HOST").map {
@@ -160,6 +171,10 @@ public struct ProxyConfig: Sendable {
         }
         self.logLevel = logLevel
     }
+
+    /// 8 300 claims a second, above what this proxy can decrypt and claim on 2 cores (measured ≤ ~6 500), for
+    /// the longest a claim lives (601 s with the default window): see README "Replay claims and their store".
+    public static let defaultReplayStoreCapacity = 5_000_000
 
     private static func trimTrailingSlash(_ url: String) -> String {
         var url = url
