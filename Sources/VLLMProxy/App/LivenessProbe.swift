@@ -18,8 +18,12 @@ public enum LivenessProbe {
 
     /// True when `GET url` answers 200 within `timeout`; any error, other status or delay is false.
     public static func check(url: String, timeout: TimeAmount = .seconds(2)) async -> Bool {
+        // One request per probe: closing the connection leaves no idle keep-alive socket in the shared
+        // pool to outlive the server it points at.
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Connection", value: "close")
         do {
-            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: timeout)
+            let response = try await HTTPClient.shared.execute(request, timeout: timeout)
             _ = try await response.body.collect(upTo: 4096)
             return response.status == .ok
         } catch {
