@@ -15,6 +15,8 @@ import json
 import re
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import threading
 import time
@@ -53,12 +55,26 @@ def unique(label: str) -> str:
 # ---------------------------------------------------------------- redis-server
 
 
+def redis_port() -> int:
+    """A free port outside the kernel's ephemeral range, so no proxy binding port 0 can take it before
+    redis-server binds it."""
+    for _ in range(50):
+        port = secrets.randbelow(10000) + 20000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
 class RedisServer:
     """Debian's redis-server on 127.0.0.1; stop() and start() again keep the port, as an operator's restart does."""
 
     def __init__(self, name: str, tmp: Path, password: str, tls: dict[str, Path] | None = None):
         self.name, self.tmp, self.password, self.tls = name, tmp, password, tls
-        self.port = free_port()
+        self.port = redis_port()
         self.process: Process | None = None
         self.starts = 0
         self.start()
@@ -446,6 +462,9 @@ def test_tls_to_redis_with_a_private_ca_works(stack, tls_redis):
     assert ok.status_code == 200, ok.text
     assert tls_redis.password not in log_of(proxy)
     assert "rediss://:<redacted>@localhost" in log_of(proxy)
+    # SIGTERM closes the Redis connections with everything else and still exits 0.
+    proxy.process.popen.send_signal(signal.SIGTERM)
+    assert proxy.process.popen.wait(timeout=15) == 0, log_of(proxy)[-1500:]
 
 
 @pytest.mark.parametrize("how", ["other-ca", "system-roots-only", "plain-tcp"])

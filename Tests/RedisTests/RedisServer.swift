@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import NIOPosix
 import Redis
 
 #if canImport(Glibc)
@@ -10,14 +9,26 @@ import Redis
 /// A real `redis-server` (Debian's) on a free loopback port with a password, no persistence; stopped
 /// by `stop()` (tests also call `pause`/`resume` and restart it on the same port).
 final class RedisServer: @unchecked Sendable {
-    let port: Int
+    private(set) var port: Int
     let password: String
     private var pid: pid_t?
 
     init(password: String = "test-pass-\(UInt32.random(in: 0...UInt32.max))") throws {
         self.password = password
-        self.port = try Self.freePort()
-        try start()
+        self.port = 0
+        // A port outside the kernel's ephemeral range, so no server binding port 0 (the HTTP tests running in
+        // parallel) can be handed it between our check and redis-server's bind; retried if taken anyway.
+        for _ in 0..<10 {
+            port = Int.random(in: 20_000..<30_000)
+            guard Self.canBind(port: port) else { continue }
+            do {
+                try start()
+                return
+            } catch ServerError.exited {
+                continue
+            }
+        }
+        throw ServerError.noPort
     }
 
     func start() throws {
@@ -25,7 +36,7 @@ final class RedisServer: @unchecked Sendable {
             Self.binary, "--port", String(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "",
             "--appendonly", "no", "--logfile", "/dev/null",
         ])
-        // Ready once it answers anything (NOAUTH, before AUTH); bounded.
+        // Ready once it answers; bounded. If the port was taken, redis-server exits and we say so.
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if Self.answersPing(port: port) { return }
@@ -106,22 +117,32 @@ final class RedisServer: @unchecked Sendable {
         return "/usr/bin/redis-server"
     }()
 
-    private static func freePort() throws -> Int {
-        let socket = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? socket.close().wait() }
-        guard let port = socket.localAddress?.port else { throw ServerError.noPort }
-        return port
-    }
-
-    private static func answersPing(port: Int) -> Bool {
+    private static func canBind(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
+        var address = loopback(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+
+    /// True once our redis-server answers: `-NOAUTH` before AUTH, so nothing else on the port counts.
+    private static func answersPing(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = loopback(port: port)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -130,10 +151,11 @@ final class RedisServer: @unchecked Sendable {
         guard connected == 0 else { return false }
         let ping = "PING\r\n"
         _ = ping.withCString { send(fd, $0, strlen($0), 0) }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var buffer = [UInt8](repeating: 0, count: 64)
         let count = recv(fd, &buffer, 64, 0)
-        // Any reply (NOAUTH while a password is required) means it is accepting commands.
-        return count > 0
+        return count > 0 && buffer.starts(with: Array("-NOAUTH".utf8))
     }
 }
 
