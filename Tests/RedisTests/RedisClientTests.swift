@@ -7,7 +7,7 @@ import Testing
 /// The client against a real redis-server; `.serialized` because tests pause and restart servers.
 @Suite(.serialized) struct RedisClientTests {
     @Test func authenticatesAndRoundTripsValues() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let client = RedisClient(configuration: server.configuration(), logger: quietLogger)
         try await client.ping()
@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func setIfAbsentSucceedsOnce() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let client = RedisClient(configuration: server.configuration(), logger: quietLogger)
         #expect(try await client.setIfAbsent("claim", [0x31], expireSeconds: 30) == true)
@@ -35,7 +35,7 @@ import Testing
     }
 
     @Test func wrongPasswordIsAnAuthenticationFailureWithoutTheSecret() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let secret = "wrong-SECRET-value"
         let client = RedisClient(configuration: server.configuration(password: secret), logger: quietLogger)
@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func aclUserAuthenticates() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let admin = RedisClient(configuration: server.configuration(), logger: quietLogger)
         _ = try await admin.send(RESPCommand("ACL", "SETUSER", "proxy", "on", ">proxy-pass", "~*", "+@all"))
@@ -70,7 +70,7 @@ import Testing
     }
 
     @Test func selectedDatabaseIsSeparate() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let db3 = RedisClient(configuration: server.configuration(database: 3), logger: quietLogger)
         let db0 = RedisClient(configuration: server.configuration(), logger: quietLogger)
@@ -83,7 +83,7 @@ import Testing
 
     /// Many callers at once on a few pipelined connections: every one gets its own answer.
     @Test func concurrentCommandsGetTheirOwnReplies() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let client = RedisClient(configuration: server.configuration(), connections: 2, logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -103,10 +103,10 @@ import Testing
     /// A frozen server: the command fails at its timeout, and the late reply is never taken for the
     /// answer to a later command.
     @Test func timeoutDoesNotDesynchroniseReplies() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let client = RedisClient(
-            configuration: server.configuration(timeout: .milliseconds(300)), connections: 1, logger: quietLogger)
+            configuration: server.configuration(timeout: .seconds(1)), connections: 1, logger: quietLogger)
         try await client.set("a", Array("A".utf8), expireSeconds: 60)
         try await client.set("b", Array("B".utf8), expireSeconds: 60)
         server.pause()
@@ -128,13 +128,13 @@ import Testing
     }
 
     @Test func reconnectsByItselfAfterARestart() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
-        let client = RedisClient(configuration: server.configuration(timeout: .milliseconds(500)), logger: quietLogger)
+        let client = RedisClient(configuration: server.configuration(timeout: .seconds(2)), logger: quietLogger)
         try await client.ping()
         server.stop()
         await #expect(throws: RedisError.self) { try await client.ping() }
-        try server.start()
+        try await server.start()
         var recovered = false
         for _ in 0..<40 where !recovered {
             recovered = (try? await client.ping()) != nil
@@ -147,7 +147,7 @@ import Testing
     }
 
     @Test func refusedConnectionFailsFastAsAConnectionError() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         let port = server.port
         server.stop()
         let client = RedisClient(
@@ -165,7 +165,7 @@ import Testing
     }
 
     @Test func commandsAfterShutdownFail() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let client = RedisClient(configuration: server.configuration(), logger: quietLogger)
         try await client.ping()
@@ -177,7 +177,7 @@ import Testing
     /// (`REDIS_BENCH=1 swift test --filter pipelineThroughput`).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["REDIS_BENCH"] != nil))
     func pipelineThroughput() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         for connections in [1, 2, 4, 8] {
             let client = RedisClient(

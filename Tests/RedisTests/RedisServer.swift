@@ -13,7 +13,7 @@ final class RedisServer: @unchecked Sendable {
     let password: String
     private var pid: pid_t?
 
-    init(password: String = "test-pass-\(UInt32.random(in: 0...UInt32.max))") throws {
+    init(password: String = "test-pass-\(UInt32.random(in: 0...UInt32.max))") async throws {
         self.password = password
         self.port = 0
         // A port outside the kernel's ephemeral range, so no server binding port 0 (the HTTP tests running in
@@ -22,7 +22,7 @@ final class RedisServer: @unchecked Sendable {
             port = Int.random(in: 20_000..<30_000)
             guard Self.canBind(port: port) else { continue }
             do {
-                try start()
+                try await start()
                 return
             } catch ServerError.exited {
                 continue
@@ -31,7 +31,8 @@ final class RedisServer: @unchecked Sendable {
         throw ServerError.noPort
     }
 
-    func start() throws {
+    /// Waits without blocking a thread: tests share two cores and the cooperative pool with the HTTP tests.
+    func start() async throws {
         pid = try Self.spawn([
             Self.binary, "--port", String(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "",
             "--appendonly", "no", "--logfile", "/dev/null",
@@ -45,7 +46,7 @@ final class RedisServer: @unchecked Sendable {
                 self.pid = nil
                 throw ServerError.exited
             }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         throw ServerError.notReady
     }
@@ -55,9 +56,9 @@ final class RedisServer: @unchecked Sendable {
         kill(pid, SIGCONT)
         kill(pid, SIGTERM)
         var status: Int32 = 0
-        for _ in 0..<200 {
+        for _ in 0..<1000 {
             if waitpid(pid, &status, WNOHANG) == pid { break }
-            usleep(25_000)
+            usleep(5_000)
         }
         if waitpid(pid, &status, WNOHANG) == 0 {
             kill(pid, SIGKILL)

@@ -37,15 +37,16 @@ final class RecordingMonitor: RedisStoreMonitor {
         init(_ server: RedisServer, fallback: ReplayFallback, retry: Duration = .milliseconds(300)) {
             let monitor = self.monitor
             redis = RedisStore(
+                // Generous: the machine running the tests may be loaded; a stopped server refuses at once anyway.
                 client: RedisClient(
-                    configuration: server.configuration(timeout: .milliseconds(500)), logger: quietLogger),
+                    configuration: server.configuration(timeout: .seconds(5)), logger: quietLogger),
                 retryInterval: retry, monitor: monitor, outageConsequence: "", logger: quietLogger)
             store = ReplicatedStore(local: local, redis: redis, fallback: fallback)
         }
     }
 
     @Test func recordsAndClaimsAreSharedAcrossReplicas() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let a = Replica(server, fallback: .reject)
         let b = Replica(server, fallback: .reject)
@@ -64,7 +65,7 @@ final class RecordingMonitor: RedisStoreMonitor {
     }
 
     @Test func outageKeepsRecordsLocalFailsClaimsClosedAndRecoversByItself() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let strict = Replica(server, fallback: .reject)
         let lenient = Replica(server, fallback: .local)
@@ -87,7 +88,7 @@ final class RecordingMonitor: RedisStoreMonitor {
         #expect(await lenient.store.claim("k2", ttl: .seconds(60)) == .alreadyClaimed)
         #expect(await lenient.store.claim("before", ttl: .seconds(60)) == .alreadyClaimed)
 
-        try server.start()
+        try await server.start()
         var recovered = false
         for _ in 0..<60 where !recovered {
             try await Task.sleep(for: .milliseconds(100))
@@ -101,7 +102,7 @@ final class RecordingMonitor: RedisStoreMonitor {
     }
 
     @Test func wrongPasswordAtStartIsReportedOnceAndFailsClosed() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer()
         defer { server.stop() }
         let monitor = RecordingMonitor()
         let redis = RedisStore(
