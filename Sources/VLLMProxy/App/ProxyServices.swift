@@ -10,7 +10,8 @@ import Signing
 public struct ProxyServices: Sendable {
     public let config: ProxyConfig
     public let keys: SigningKeys
-    /// Signature records (with Redis configured: this replica's store and Redis, see `ReplicatedStore`).
+    /// Signature records (a cache: when full, the record closest to expiry is evicted); with Redis
+    /// configured, this replica's store and Redis together (see `ReplicatedStore`).
     public let store: any SharedStore
     /// E2EE v2 replay claims; separate from records so a flood of claims cannot evict receipts.
     public let replayStore: any SharedStore
@@ -25,15 +26,18 @@ public struct ProxyServices: Sendable {
     /// For the dstack guest agent (unix socket or http); short timeouts are set per call.
     private let agentClient: HTTPClient
 
-    /// - Parameters:
-    ///   - store, replayStore: this replica's own stores; with Redis configured they are paired with it.
+    /// `replayStore` defaults to an in-process store of `E2EE_REPLAY_STORE_CAPACITY` claims that refuses
+    /// new claims when full rather than evict a live one (which would let its request replay).
+    /// `store` and `replayStore` are this replica's own; with Redis configured each is paired with it.
     public init(
         config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(),
-        replayStore: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
+        replayStore: (any SharedStore)? = nil, metrics: ProxyMetrics = .init(),
         logger: Logger
     ) {
         self.config = config
         self.keys = keys
+        let store = store
+        let replayStore = replayStore ?? TTLStore(capacity: config.e2eeReplayStoreCapacity, whenFull: .refuse)
         if let settings = config.redis {
             let redis = RedisStore(
                 client: RedisClient(configuration: settings.connection, logger: logger),
@@ -51,7 +55,7 @@ public struct ProxyServices: Sendable {
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
             client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
             timeout: config.upstreamTimeout)
-        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout)
+        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout, metrics: metrics)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger
