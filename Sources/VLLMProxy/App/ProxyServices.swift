@@ -52,7 +52,9 @@ public struct ProxyServices: Sendable {
             agent: DstackClient(
                 endpoint: .init(parsing: config.dstackEndpoint), httpClient: agentClient, logger: logger),
             gpu: makeGPUEvidenceProvider(
-                noHardwareMode: config.gpuNoHardwareMode, libraryPath: config.nvmlLibraryPath, logger: logger),
+                noHardwareMode: config.gpuNoHardwareMode, libraryPath: config.nvmlLibraryPath,
+                limits: .init(maxWaiting: config.attestationMaxWaiting, timeout: config.attestationTimeout),
+                logger: logger),
             tlsCertPath: config.tlsCertPath, logger: logger)
     }
 
@@ -69,8 +71,9 @@ public struct ProxyServices: Sendable {
             modelName: config.modelName)
     }
 
-    /// Closes the upstream connection pools; call once the server has stopped.
+    /// Closes the upstream connection pools and releases NVML; call once the server has stopped.
     public func shutdown() async throws {
+        await attestation.shutdown()
         try await vllm.client.shutdown()
         if case .enabled(let upstream) = chutes { try await upstream.client.shutdown() }
         try await agentClient.shutdown()
