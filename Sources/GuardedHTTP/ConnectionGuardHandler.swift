@@ -150,14 +150,19 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
+    /// Makes sure a timer fires no later than the current phase's deadline. A timer already due earlier is
+    /// kept and re-arms itself when it fires, so a request costs about one timer, not one per phase change.
     private func rearm(_ context: ChannelHandlerContext) {
-        let deadline = self.deadline
-        guard deadline != timerDeadline else { return }
+        guard let deadline else { return }  // a pending timer finds nothing to do when it fires
+        if let timerDeadline, timerDeadline <= deadline { return }
         cancelTimer()
-        guard let deadline else { return }
+        schedule(deadline, context)
+    }
+
+    private func schedule(_ deadline: NIODeadline, _ context: ChannelHandlerContext) {
         timerDeadline = deadline
         timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
-            self.expired(context)
+            self.fired(context)
         }
     }
 
@@ -167,10 +172,14 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         timerDeadline = nil
     }
 
-    private func expired(_ context: ChannelHandlerContext) {
+    private func fired(_ context: ChannelHandlerContext) {
         timer = nil
         timerDeadline = nil
-        guard context.channel.isActive else { return }
+        guard context.channel.isActive, let deadline else { return }
+        guard deadline <= .now() else {
+            schedule(deadline, context)
+            return
+        }
         if case .body = reading {
             // The reader of this body fails instead of seeing a short body end as if complete.
             context.fireErrorCaught(RequestBodyTimeout())
