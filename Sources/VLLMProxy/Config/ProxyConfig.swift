@@ -10,6 +10,8 @@ public struct ProxyConfig: Sendable {
     public var vllmBaseURL: String
     public var chatCacheExpiration: Duration
     public var e2eeReplayWindowSeconds: Int
+    /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
+    public var e2eeReplayStoreCapacity: Int
     public var redis: RedisSettings?
     public var dstackEndpoint: String?
     public var gpuNoHardwareMode: Bool
@@ -44,6 +46,12 @@ public struct ProxyConfig: Sendable {
         public var baseURL: String
         public var apiKey: String?
         public var caFile: String?
+        /// Completions through Chutes' E2EE transport (`CHUTES_E2EE`).
+        public var e2ee: Bool = false
+        /// Where `/e2e/instances` and `/e2e/invoke` live (`CHUTES_E2E_BASE_URL`).
+        public var e2eBaseURL: String = "https://api.chutes.ai"
+        /// Refuse models not marked `confidential_compute` (`CHUTES_TEE_ONLY`).
+        public var teeOnly: Bool = false
     }
 
     /// Every variable the proxy reads, with its default and meaning; `--help` prints this table.
@@ -55,6 +63,10 @@ public struct ProxyConfig: Sendable {
         ("VLLM_BASE_URL", "http://vllm:8000", "local vLLM server"),
         ("CHAT_CACHE_EXPIRATION", "1200", "seconds a signature record is kept"),
         ("E2EE_REPLAY_WINDOW_SECONDS", "300", "allowed clock skew for E2EE v2 timestamps and replay-record lifetime"),
+        (
+            "E2EE_REPLAY_STORE_CAPACITY", "5000000",
+            "most live E2EE v2 replay claims (1-50000000); when full, v2 requests get 503 replay_store_full"
+        ),
         ("REDIS_HOST", "(unset)", "shared state across replicas; unset = in-process only"),
         ("REDIS_PORT", "6379", "Redis port"),
         ("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
@@ -74,6 +86,9 @@ public struct ProxyConfig: Sendable {
         ("CHUTES_BASE_URL", "https://llm.chutes.ai", "Chutes API base; must be https://"),
         ("CHUTES_API_KEY", "(unset)", "Chutes API key, required when enabled (secret)"),
         ("CHUTES_CA_FILE", "(unset)", "extra PEM trust roots for the Chutes TLS connection"),
+        ("CHUTES_E2EE", "false", "send Chutes completions through Chutes' E2EE transport (ML-KEM-768 to the GPU)"),
+        ("CHUTES_E2E_BASE_URL", "https://api.chutes.ai", "where /e2e/instances and /e2e/invoke live; must be https://"),
+        ("CHUTES_TEE_ONLY", "false", "refuse Chutes models not marked confidential_compute (403)"),
         (
             "UPSTREAM_TIMEOUT_SECONDS", "600",
             "longest wait for an upstream response head, and between two stream chunks"
@@ -155,6 +170,11 @@ public struct ProxyConfig: Sendable {
         }
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION", 1200, minimum: 1))
         self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS", 300, minimum: 1)
+        self.e2eeReplayStoreCapacity = try integer(
+            "E2EE_REPLAY_STORE_CAPACITY", Self.defaultReplayStoreCapacity, minimum: 1)
+        guard e2eeReplayStoreCapacity <= 50_000_000 else {
+            throw .malformed("E2EE_REPLAY_STORE_CAPACITY", "must be an integer from 1 to 50000000")
+        }
         let redisPort = try integer("REDIS_PORT", 6379)
         let redisDB = try integer("REDIS_DB", 0)
         self.redis = string("REDIS_HOST").map {
@@ -172,7 +192,10 @@ public struct ProxyConfig: Sendable {
             enabled: flag("CHUTES_ENABLED"),
             baseURL: Self.trimTrailingSlash(string("CHUTES_BASE_URL") ?? "https://llm.chutes.ai"),
             apiKey: string("CHUTES_API_KEY"),
-            caFile: string("CHUTES_CA_FILE")
+            caFile: string("CHUTES_CA_FILE"),
+            e2ee: flag("CHUTES_E2EE"),
+            e2eBaseURL: Self.trimTrailingSlash(string("CHUTES_E2E_BASE_URL") ?? "https://api.chutes.ai"),
+            teeOnly: flag("CHUTES_TEE_ONLY")
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS", 600)
         self.maxBodyBytes = try integer("MAX_BODY_BYTES", 10_485_760, minimum: 1)
@@ -188,6 +211,10 @@ public struct ProxyConfig: Sendable {
         }
         self.logLevel = logLevel
     }
+
+    /// 8 300 claims a second, above what this proxy can decrypt and claim on 2 cores (measured ≤ ~6 500), for
+    /// the longest a claim lives (601 s with the default window): see README "Replay claims and their store".
+    public static let defaultReplayStoreCapacity = 5_000_000
 
     private static func trimTrailingSlash(_ url: String) -> String {
         var url = url

@@ -46,17 +46,24 @@ struct CompletionPipeline: Sendable {
         var decoded = try DecodedRequest(bytes: body)
         let sealer = try await open(&decoded, mode: mode)
 
-        let response = try await upstream.send(
-            .POST, path: kind.upstreamPath, body: decoded.forwardBytes, logger: logger)
+        let answer = try await upstream.sendCompletion(
+            path: kind.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
+        let response = answer.response
         var headers = HTTPFields()
         if kind == .chat {
             for (name, value) in mode.responseHeaders { headers[HTTPField.Name(name)!] = value }
         }
+        var chutes: ChutesReceipt?
+        if upstream.name == .chutes {
+            chutes = ChutesReceipt(transport: upstream.transport.name, instanceID: answer.instanceID)
+            headers[.proxyUpstreamTransport] = upstream.transport.name
+        }
 
         guard (200..<300).contains(response.status.code) else {
-            return try await passThroughError(response, upstream: upstream, headers: headers, logger: logger)
+            return try await passThroughError(
+                response, upstream: upstream, headers: headers, sealed: sealer != nil, logger: logger)
         }
-        let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name)
+        let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
         if decoded.isStream {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
@@ -162,13 +169,20 @@ struct CompletionPipeline: Sendable {
 
     // MARK: Responses
 
+    /// Relays an upstream's non-2xx answer; under E2EE (`sealed`) only its status, with our own body, since
+    /// upstream errors echo the (decrypted) request.
     private func passThroughError(
-        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, logger: Logger
+        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, sealed: Bool, logger: Logger
     ) async throws -> Response {
         let body = try await upstream.collect(response, logger: logger)
         logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
         let relayed = try upstream.relayedError(status: Int(response.status.code), body: body)
         var headers = headers
+        if sealed {
+            var error = ProxyError.upstreamError(status: Int(response.status.code))
+            error.headers = headers
+            throw error
+        }
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
         return Response(
             status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: relayed))
@@ -194,7 +208,8 @@ struct CompletionPipeline: Sendable {
         if let chatID = json?["id"]?.stringValue {
             await receipts.issue(
                 chatID: chatID, requestHash: receipt.requestHash,
-                responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream)
+                responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream,
+                chutes: receipt.chutes)
         }
         var headers = headers
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
@@ -248,12 +263,18 @@ struct CompletionPipeline: Sendable {
                     // A write that throws means the client went away: returning drops the upstream
                     // iterator, which cancels the upstream request, and stores nothing.
                     if out.readableBytes > 0 { try await writer.write(out) }
+                    // The upstream reported an error in-band (relayed under E2EE as our own event): the
+                    // stream failed, so like any mid-stream failure it ends here with no receipt.
+                    if relay.upstreamFailed {
+                        try await writer.finish(nil)
+                        return
+                    }
                 }
                 if Task.isCancelled { throw CancellationError() }
                 if let chatID = relay.chatID {
                     await receipts.issue(
                         chatID: chatID, requestHash: receipt.requestHash, responseHash: relay.finalHash(),
-                        upstream: receipt.upstream)
+                        upstream: receipt.upstream, chutes: receipt.chutes)
                 }
                 try await writer.finish(nil)
             })
@@ -276,6 +297,7 @@ struct Tickets: Sendable {
 struct ReceiptContext: Sendable {
     let requestHash: String
     let upstream: Upstream.Name
+    let chutes: ChutesReceipt?
 }
 
 /// Relays an event stream chunk by chunk, hashing exactly the bytes sent. Plain streams pass upstream
@@ -286,13 +308,15 @@ struct StreamRelay {
     private var splitter: SSEEventSplitter? = SSEEventSplitter()
     private let sealer: ResponseSealer?
     private(set) var chatID: String?
+    /// Set once a sealed stream carried an upstream error event; nothing after it is relayed.
+    private(set) var upstreamFailed = false
 
     init(sealer: ResponseSealer?) { self.sealer = sealer }
 
     mutating func pass(_ chunk: ByteBuffer) throws(E2EEError) -> ByteBuffer {
         guard let sealer else { return passPlain(chunk) }
         var out = ByteBuffer()
-        for event in splitter!.append(chunk) { try seal(event, with: sealer, into: &out) }
+        for event in splitter!.append(chunk) where !upstreamFailed { try seal(event, with: sealer, into: &out) }
         hasher.update(data: out.readableBytesView)
         return out
     }
@@ -322,6 +346,13 @@ struct StreamRelay {
         }
         // An event we cannot parse is dropped: it could carry plaintext we cannot seal.
         guard var json = try? JSONValue(parsing: data) else { return }
+        // vLLM reports a failure mid-stream as `{"error": {...}}` (older versions: `{"object": "error", ...}`),
+        // whose message may echo the request: the client gets our own error event instead.
+        if json["error"] != nil || json["object"] == "error" {
+            out.writeBytes(errorEvent(.upstreamFailedMidStream))
+            upstreamFailed = true
+            return
+        }
         if chatID == nil { chatID = json["id"]?.stringValue }
         try sealer.sealChunk(&json)
         out.writeString("data: ")
@@ -344,4 +375,5 @@ extension HTTPField.Name {
     static let e2eeAlgo = Self("X-E2EE-Algo")!
     static let accelBuffering = Self("X-Accel-Buffering")!
     static let proxyUpstream = Self("X-Proxy-Upstream")!
+    static let proxyUpstreamTransport = Self("X-Proxy-Upstream-Transport")!
 }

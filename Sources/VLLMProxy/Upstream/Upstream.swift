@@ -20,13 +20,19 @@ public struct Upstream: Sendable {
     let authorization: String?
     let client: HTTPClient
     let timeout: TimeAmount
+    /// How completions travel (Chutes: TLS, or Chutes' own E2EE to the GPU instance).
+    public let transport: UpstreamTransport
 
-    public init(name: Name, baseURL: String, authorization: String?, client: HTTPClient, timeout: Duration) {
+    public init(
+        name: Name, baseURL: String, authorization: String?, client: HTTPClient, timeout: Duration,
+        transport: UpstreamTransport = .direct
+    ) {
         self.name = name
         self.baseURL = baseURL
         self.authorization = authorization
         self.client = client
         self.timeout = TimeAmount(timeout)
+        self.transport = transport
     }
 
     /// A client configured for one upstream: pooled keep-alive connections, an idle-read timeout that bounds
@@ -123,6 +129,7 @@ public struct Upstream: Sendable {
 
     /// The one place transport failures become `502 upstream_unavailable` or `504 upstream_timeout`.
     func mapError(_ error: any Error, logger: Logger) -> ProxyError {
+        if let error = error as? ProxyError { return error }  // already decided (E2EE stream failures)
         // Cancelled because the client went away: the upstream is fine, and the request is abandoned.
         if Task.isCancelled || error is CancellationError || (error as? HTTPClientError) == .cancelled {
             logger.debug("upstream request cancelled: the client went away", metadata: ["upstream": "\(name.rawValue)"])
