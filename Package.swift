@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Module graph (data flows one way, left to right):
-//   JSON, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
+//   JSON, Redis → SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
+// GuardedHTTP (connection time limits, cancellation on disconnect) serves VLLMProxy and DevStubs.
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
 let package = Package(
     name: "vllm-proxy",
@@ -17,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.0"),
@@ -44,6 +47,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // A small RESP2 client on SwiftNIO; it knows nothing of receipts or replay claims.
+        .target(
+            name: "Redis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Chutes' own E2EE transport (ML-KEM-768 to the GPU instance); gzip through compress-nio's bounded
         // inflate over the system zlib.
         .target(
@@ -58,6 +71,7 @@ let package = Package(
         .target(
             name: "SharedState",
             dependencies: [
+                "Redis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -75,9 +89,19 @@ let package = Package(
             ]
         ),
         .target(
+            name: "GuardedHTTP",
+            dependencies: [
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "VLLMProxy",
             dependencies: [
-                "JSON", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE",
+                "JSON", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis", "GuardedHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -92,9 +116,10 @@ let package = Package(
         .target(
             name: "DevStubs",
             dependencies: [
-                "JSON", "ChutesE2EE",
+                "JSON", "ChutesE2EE", "GuardedHTTP",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -127,6 +152,16 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
+        .testTarget(
+            name: "RedisTests",
+            dependencies: [
+                "Redis", "SharedState",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "ChutesE2EETests",
             dependencies: ["ChutesE2EE", "JSON", .product(name: "Crypto", package: "swift-crypto")]

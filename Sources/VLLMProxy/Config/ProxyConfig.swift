@@ -1,3 +1,4 @@
+import GuardedHTTP
 import Logging
 
 /// The proxy's configuration, read once from the environment at start-up and validated there.
@@ -11,6 +12,7 @@ public struct ProxyConfig: Sendable {
     public var e2eeReplayWindowSeconds: Int
     /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
     public var e2eeReplayStoreCapacity: Int
+    /// Where shared state lives across replicas; nil keeps it in-process.
     public var redis: RedisSettings?
     public var dstackEndpoint: String?
     public var gpuNoHardwareMode: Bool
@@ -23,15 +25,13 @@ public struct ProxyConfig: Sendable {
     public var chutes: ChutesSettings
     public var upstreamTimeout: Duration
     public var maxBodyBytes: Int
+    /// Server-side limits of each client connection (head, body, keep-alive idle).
+    public var connectionLimits: ConnectionLimits
+    /// Attestation requests that may wait for GPU evidence behind the one being collected.
+    public var attestationMaxWaiting: Int
+    /// Longest an attestation request waits for GPU evidence, queueing included.
+    public var attestationTimeout: Duration
     public var logLevel: Logger.Level
-
-    /// Where shared state lives across replicas; nil keeps it in-process.
-    public struct RedisSettings: Sendable {
-        public var host: String
-        public var port: Int
-        public var password: String?
-        public var db: Int
-    }
 
     /// The raw Chutes variables; judged once into a `ChutesMode`, never fatal (SPEC §7).
     public struct ChutesSettings: Sendable {
@@ -60,10 +60,23 @@ public struct ProxyConfig: Sendable {
             "E2EE_REPLAY_STORE_CAPACITY", "5000000",
             "most live E2EE v2 replay claims (1-50000000); when full, v2 requests get 503 replay_store_full"
         ),
-        ("REDIS_HOST", "(unset)", "shared state across replicas; unset = in-process only"),
-        ("REDIS_PORT", "6379", "Redis port"),
+        ("REDIS_HOST", "(unset)", "shared state across replicas; unset (and no REDIS_URL) = in-process only"),
+        ("REDIS_PORT", "6379", "Redis port (1-65535)"),
         ("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
-        ("REDIS_DB", "0", "Redis database number"),
+        ("REDIS_DB", "0", "Redis database number (0-15)"),
+        (
+            "REDIS_URL", "(unset)",
+            "redis://[user:pass@]host:port/db or rediss:// (TLS); replaces the four above (secret)"
+        ),
+        ("REDIS_USERNAME", "(unset)", "Redis ACL user (needs a password)"),
+        ("REDIS_TLS", "false", "1/true/yes: TLS to Redis, certificate and hostname verified"),
+        ("REDIS_CA_FILE", "(unset)", "extra PEM trust roots for TLS to Redis"),
+        ("REDIS_TIMEOUT_MS", "100", "bound on every Redis command, connecting included (1-60000)"),
+        ("REDIS_RETRY_SECONDS", "10", "how long Redis is skipped after a failure (1-3600)"),
+        (
+            "E2EE_REPLAY_ON_REDIS_FAILURE", "reject",
+            "while Redis fails: reject (v2 E2EE gets 503) or local (this replica's claims only; weaker)"
+        ),
         (
             "DSTACK_SIMULATOR_ENDPOINT", "(unset)",
             "dstack guest agent: http(s) URL or unix-socket path; unset = /var/run/dstack.sock"
@@ -87,6 +100,11 @@ public struct ProxyConfig: Sendable {
             "longest wait for an upstream response head, and between two stream chunks"
         ),
         ("MAX_BODY_BYTES", "10485760", "largest request body accepted"),
+        ("HEADER_TIMEOUT_SECONDS", "10", "a request head must arrive within this (1-300)"),
+        ("BODY_TIMEOUT_SECONDS", "60", "a whole request body must arrive within this, else 408 (1-3600)"),
+        ("IDLE_TIMEOUT_SECONDS", "60", "an idle keep-alive connection is closed after this (1-3600)"),
+        ("ATTESTATION_MAX_WAITING", "8", "attestation requests that may wait for GPU evidence; more get 503 (0-1000)"),
+        ("ATTESTATION_TIMEOUT_SECONDS", "30", "longest wait for GPU evidence, queueing included, else 503 (1-600)"),
         ("LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
     ]
 
@@ -120,6 +138,28 @@ public struct ProxyConfig: Sendable {
             if let range { value = min(max(value, range.lowerBound), range.upperBound) }
             return .milliseconds(Int64((value * 1000).rounded()))
         }
+        /// Decimal seconds inside `range`; anything else (not a number, NaN, out of range) stops start-up.
+        func boundedSeconds(_ name: String, _ defaultValue: Double, within range: ClosedRange<Double>)
+            throws(ConfigError)
+            -> Duration
+        {
+            guard let text = string(name) else { return .milliseconds(Int64((defaultValue * 1000).rounded())) }
+            guard let value = Double(text.trimmingSpaces), value.isFinite, range.contains(value) else {
+                throw .malformed(
+                    name,
+                    "must be a number of seconds from \(range.lowerBound.formatted) to \(range.upperBound.formatted)")
+            }
+            return .milliseconds(Int64((value * 1000).rounded()))
+        }
+        func boundedInteger(_ name: String, _ defaultValue: Int, within range: ClosedRange<Int>) throws(ConfigError)
+            -> Int
+        {
+            guard let text = string(name) else { return defaultValue }
+            guard let value = Int(text.trimmingSpaces), range.contains(value) else {
+                throw .malformed(name, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return value
+        }
         func flag(_ name: String) -> Bool {
             guard let value = string(name)?.trimmingSpaces.lowercased() else { return false }
             return ["1", "true", "yes"].contains(value)
@@ -141,11 +181,7 @@ public struct ProxyConfig: Sendable {
         guard e2eeReplayStoreCapacity <= 50_000_000 else {
             throw .malformed("E2EE_REPLAY_STORE_CAPACITY", "must be an integer from 1 to 50000000")
         }
-        let redisPort = try integer("REDIS_PORT", 6379)
-        let redisDB = try integer("REDIS_DB", 0)
-        self.redis = string("REDIS_HOST").map {
-            RedisSettings(host: $0, port: redisPort, password: string("REDIS_PASSWORD"), db: redisDB)
-        }
+        self.redis = try RedisSettings.read(string)
         self.dstackEndpoint = string("DSTACK_SIMULATOR_ENDPOINT")
         self.gpuNoHardwareMode = flag("GPU_NO_HW_MODE")
         self.nvmlLibraryPath = string("NVML_LIBRARY_PATH")
@@ -165,6 +201,12 @@ public struct ProxyConfig: Sendable {
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS", 600)
         self.maxBodyBytes = try integer("MAX_BODY_BYTES", 10_485_760, minimum: 1)
+        self.connectionLimits = ConnectionLimits(
+            header: try boundedSeconds("HEADER_TIMEOUT_SECONDS", 10, within: 1...300),
+            body: try boundedSeconds("BODY_TIMEOUT_SECONDS", 60, within: 1...3600),
+            idle: try boundedSeconds("IDLE_TIMEOUT_SECONDS", 60, within: 1...3600))
+        self.attestationMaxWaiting = try boundedInteger("ATTESTATION_MAX_WAITING", 8, within: 0...1000)
+        self.attestationTimeout = try boundedSeconds("ATTESTATION_TIMEOUT_SECONDS", 30, within: 1...600)
         let level = string("LOG_LEVEL")?.lowercased() ?? "info"
         guard let logLevel = Logger.Level(rawValue: level) else {
             throw .malformed("LOG_LEVEL", "must be one of trace, debug, info, notice, warning, error, critical")
@@ -199,5 +241,12 @@ public enum ConfigError: Error, Sendable, CustomStringConvertible {
 extension String {
     fileprivate var trimmingSpaces: String {
         String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}
+
+extension Double {
+    /// `10` rather than `10.0` in a range message.
+    fileprivate var formatted: String {
+        rounded() == self && abs(self) < 1e15 ? String(Int64(self)) : String(self)
     }
 }

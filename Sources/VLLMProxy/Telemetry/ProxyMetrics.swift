@@ -1,5 +1,7 @@
 import Hummingbird
 import Prometheus
+import SharedState
+import Synchronization
 
 /// The proxy's own Prometheus metrics, kept in a registry owned by the app (no global metrics system).
 public struct ProxyMetrics: Sendable {
@@ -25,6 +27,19 @@ public struct ProxyMetrics: Sendable {
             helpText: "Basic-tier requests in flight")
     }
 
+    private static var completionsInFlight: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "completions_inflight", unitName: "requests",
+            helpText: "Completion requests in flight, every tier and upstream (until the last byte or failure)")
+    }
+
+    /// Counts one completion as in flight until the returned ticket is released (or dropped).
+    func completionStarted() -> GaugeTicket {
+        let gauge = registry.makeGauge(descriptor: Self.completionsInFlight)
+        gauge.increment()
+        return GaugeTicket(gauge)
+    }
+
     func requestFinished(route: String, status: Int) {
         registry.makeCounter(descriptor: Self.requests, labels: [("route", route), ("status", String(status))])
             .increment()
@@ -37,6 +52,32 @@ public struct ProxyMetrics: Sendable {
     func basicInFlight(_ value: Int) {
         registry.makeGauge(descriptor: Self.inFlight).set(Double(value))
     }
+
+    private static var redisUp: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_up", unitName: "",
+            helpText: "1 while Redis is used, 0 while it is skipped after a failure (absent: no Redis configured)")
+    }
+    private static var redisOperations: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_operations", unitName: "total",
+            helpText: "Shared-store operations on Redis by operation and result (ok, failed, skipped while down)")
+    }
+    private static var redisFailures: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_failures", unitName: "total",
+            helpText: "Failed Redis commands by kind (timeout, connection, tls, auth, server, protocol)")
+    }
+    private static var redisLatency: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_command_duration", unitName: "seconds",
+            helpText: "Round trip of Redis commands by operation, failures included")
+    }
+    private static let redisBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(1000),
+    ]
 
     /// The exposition text, as `/v1/metrics` serves it before vLLM's own.
     func exposition() -> [UInt8] {
@@ -57,4 +98,44 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         metrics.requestFinished(route: context.endpointPath ?? "unmatched", status: response.status.code)
         return response
     }
+}
+
+extension ProxyMetrics: RedisStoreMonitor {
+    public func redisAvailability(up: Bool) {
+        registry.makeGauge(descriptor: Self.redisUp).set(up ? 1.0 : 0.0)
+    }
+
+    public func redisOperation(_ operation: RedisStore.Operation, result: RedisStore.Result, duration: Duration?) {
+        let resultLabel: String
+        switch result {
+        case .ok: resultLabel = "ok"
+        case .skipped: resultLabel = "skipped"
+        case .failed(let kind):
+            resultLabel = "failed"
+            registry.makeCounter(descriptor: Self.redisFailures, labels: [("kind", kind)]).increment()
+        }
+        registry.makeCounter(
+            descriptor: Self.redisOperations, labels: [("operation", operation.rawValue), ("result", resultLabel)]
+        ).increment()
+        if let duration {
+            registry.makeDurationHistogram(
+                descriptor: Self.redisLatency, labels: [("operation", operation.rawValue)], buckets: Self.redisBuckets
+            ).record(duration)
+        }
+    }
+}
+
+/// One unit of a gauge, given back exactly once: explicitly, or by `deinit` when the request's response is
+/// dropped on any other path (an error, a cancelled client), so the gauge cannot drift.
+final class GaugeTicket: Sendable {
+    private let gauge: Gauge
+    private let released = Atomic<Bool>(false)
+
+    fileprivate init(_ gauge: Gauge) { self.gauge = gauge }
+
+    func release() {
+        if !released.exchange(true, ordering: .acquiringAndReleasing) { gauge.decrement() }
+    }
+
+    deinit { release() }
 }
