@@ -85,6 +85,9 @@ private struct Parser {
         guard depth <= JSONValue.maximumDepth else { throw .tooDeep }
         offset += 1
         var members: [JSONObject.Member] = []
+        // Duplicate detection: a linear scan while the object is small (chat bodies have a handful of keys,
+        // where hashing costs more than comparing), then a hash index so large objects stay linear overall.
+        var index: [String: Int]? = nil
         skipWhitespace()
         if try peek() == UInt8(ascii: "}") {
             offset += 1
@@ -100,9 +103,10 @@ private struct Parser {
             skipWhitespace()
             let value = try parseValue(depth: depth)
             // Duplicate keys: the last one wins, as in Python's json module that the reference uses.
-            if let index = members.firstIndex(where: { $0.key == key }) {
-                members[index].value = value
+            if let existing = Self.position(of: key, in: members, index: &index) {
+                members[existing].value = value
             } else {
+                if index != nil { index![key] = members.count }
                 members.append(JSONObject.Member(key: key, value: value))
             }
             skipWhitespace()
@@ -111,6 +115,20 @@ private struct Parser {
             if byte == UInt8(ascii: "}") { return .object(JSONObject(members)) }
             guard byte == UInt8(ascii: ",") else { throw .unexpectedByte(offset: offset - 1) }
         }
+    }
+
+    /// Objects up to this many members are searched linearly for duplicate keys; larger ones get an index.
+    static let linearScanLimit = 16
+
+    /// Where `key` already is among `members`, building `index` once the object outgrows a linear scan.
+    static func position(of key: String, in members: [JSONObject.Member], index: inout [String: Int]?) -> Int? {
+        if let index { return index[key] }
+        guard members.count >= linearScanLimit else { return members.firstIndex { $0.key == key } }
+        var built: [String: Int] = [:]
+        built.reserveCapacity(members.count * 2)
+        for (position, member) in members.enumerated() { built[member.key] = position }
+        index = built
+        return built[key]
     }
 
     mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
