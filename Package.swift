@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module graph (data flows one way, left to right):
-//   JSON, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation  →  VLLMProxy  →  vllm-proxy
+//   JSON, SSE, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation  →  VLLMProxy  →  vllm-proxy
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
 let package = Package(
     name: "vllm-proxy",
@@ -29,6 +29,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSecp256k1", pkgConfig: "libsecp256k1", providers: [.apt(["libsecp256k1-dev"])]),
         .target(name: "JSON"),
+        .target(name: "SSE", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(
             name: "Signing",
             dependencies: [
@@ -65,7 +66,7 @@ let package = Package(
         .target(
             name: "VLLMProxy",
             dependencies: [
-                "JSON", "Signing", "E2EE", "SharedState", "Attestation",
+                "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -112,6 +113,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
+        .testTarget(name: "SSETests", dependencies: ["SSE", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
@@ -130,7 +132,7 @@ let package = Package(
         .testTarget(
             name: "ProxyTests",
             dependencies: [
-                "VLLMProxy", "DevStubs", "Signing", "JSON",
+                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -142,3 +144,4 @@ let package = Package(
         ),
     ]
 )
+

@@ -1,55 +1,149 @@
 import NIOCore
 
 /// Splits a server-sent-events byte stream into whole events, each keeping its own bytes and blank-line
-/// terminator, whatever way the upstream happened to cut its chunks.
-struct SSEEventSplitter {
-    private var pending = ByteBuffer()
-    /// Bytes of `pending` already searched for a terminator, so each byte is scanned once.
-    private var scanned = 0
+/// terminator, whatever way the upstream happened to cut its chunks, and refuses an event larger than
+/// `maximumEventBytes` so a stream without blank lines cannot grow memory without bound.
+///
+/// Lines end with `\r\n`, `\n` or `\r` (the SSE specification allows all three, mixed); an empty line
+/// ends the event. A `\r` that ends an event may be the first half of `\r\n`: when the `\n` arrives in the
+/// next chunk it is dropped instead of being read as one more empty line.
+public struct SSEEventSplitter: Sendable {
+    /// The largest event (terminator included) relayed; larger ends the stream (SPEC §2).
+    public static let defaultMaximumEventBytes = 4 << 20
 
-    /// Feeds one upstream chunk; returns the events it completed, in order.
-    mutating func append(_ buffer: ByteBuffer) -> [ByteBuffer] {
-        var buffer = buffer
-        pending.writeBuffer(&buffer)
+    /// An event grew past the cap before its blank line arrived.
+    public struct EventTooLarge: Error, Sendable, Equatable {
+        public let limit: Int
+    }
+
+    public let maximumEventBytes: Int
+    /// False once the caller only needs the cap enforced: completed events are then not returned and
+    /// nothing is buffered, so the cost is one scan of each byte.
+    public var keepsEvents = true
+    /// Bytes of the incomplete event received in earlier chunks (only while `keepsEvents`).
+    private var pending = ByteBuffer()
+    /// Size of the incomplete event so far, counted even when its bytes are not kept.
+    private var eventBytes = 0
+    private var atLineStart = true
+    private var afterCarriageReturn = false
+    /// The previous chunk ended with an event-ending `\r`; a `\n` next belongs to it.
+    private var dropsLeadingLineFeed = false
+
+    /// True when bytes of an event without its blank line yet have been seen.
+    public var hasPartialEvent: Bool { eventBytes > 0 }
+
+    public init(maximumEventBytes: Int = defaultMaximumEventBytes) {
+        self.maximumEventBytes = maximumEventBytes
+    }
+
+    /// Feeds one upstream chunk; returns the events it completed, in order (none when `!keepsEvents`).
+    public mutating func append(_ chunk: ByteBuffer) throws(EventTooLarge) -> [ByteBuffer] {
+        let cuts = scan(chunk)
         var events: [ByteBuffer] = []
-        while let end = nextEventEnd() {
-            events.append(pending.readSlice(length: end)!)
-            scanned = 0
+        var start = cuts.firstStart
+        for end in cuts.ends {
+            if keepsEvents {
+                var event = pending
+                pending = ByteBuffer()
+                event.writeImmutableBuffer(slice(of: chunk, from: start, to: end))
+                events.append(event)
+            }
+            start = end
         }
-        if pending.readerIndex > 4096 { pending.discardReadBytes() }
+        guard !cuts.tooLarge else {
+            pending = ByteBuffer()
+            throw EventTooLarge(limit: maximumEventBytes)
+        }
+        if keepsEvents, start < chunk.readableBytes {
+            pending.writeImmutableBuffer(slice(of: chunk, from: start, to: chunk.readableBytes))
+        }
         return events
     }
 
-    /// Length of the first complete event in `pending`, terminator included (`\n\n` or `\r\n\r\n`).
-    private mutating func nextEventEnd() -> Int? {
-        let view = pending.readableBytesView
-        var index = view.startIndex + max(scanned, 1)
-        while index < view.endIndex {
-            if view[index] == UInt8(ascii: "\n") {
-                let previous = view[index - 1]
-                if previous == UInt8(ascii: "\n") { return index - view.startIndex + 1 }
-                if previous == UInt8(ascii: "\r"), index - 2 >= view.startIndex, view[index - 2] == UInt8(ascii: "\n") {
-                    return index - view.startIndex + 1
+    private func slice(of chunk: ByteBuffer, from start: Int, to end: Int) -> ByteBuffer {
+        chunk.getSlice(at: chunk.readerIndex + start, length: end - start)!
+    }
+
+    /// Where each event completed in `chunk` ends (exclusive offsets), where the first byte of the
+    /// chunk's own content is (1 past a dropped `\n`), and whether the cap was crossed. One look per byte.
+    private mutating func scan(_ chunk: ByteBuffer) -> (firstStart: Int, ends: [Int], tooLarge: Bool) {
+        chunk.withUnsafeReadableBytes { bytes in
+            var ends: [Int] = []
+            var index = 0
+            if dropsLeadingLineFeed, let first = bytes.first {
+                dropsLeadingLineFeed = false
+                if first == UInt8(ascii: "\n") { index = 1 }
+            }
+            let firstStart = index
+            while index < bytes.count {
+                let byte = bytes[index]
+                index += 1
+                eventBytes += 1
+                if eventBytes > maximumEventBytes { return (firstStart, ends, true) }
+                switch byte {
+                case UInt8(ascii: "\n") where afterCarriageReturn:
+                    // The second half of `\r\n`: that line has already ended.
+                    afterCarriageReturn = false
+                case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
+                    guard atLineStart else {
+                        atLineStart = true
+                        afterCarriageReturn = byte == UInt8(ascii: "\r")
+                        continue
+                    }
+                    // An empty line: the event ends. A `\r` may be the first half of `\r\n`; take the `\n`
+                    // if it is here already, else drop it when the next chunk starts with it.
+                    if byte == UInt8(ascii: "\r") {
+                        if index == bytes.count {
+                            dropsLeadingLineFeed = true
+                        } else if bytes[index] == UInt8(ascii: "\n") {
+                            index += 1
+                        }
+                    }
+                    ends.append(index)
+                    eventBytes = 0
+                    afterCarriageReturn = false
+                default:
+                    atLineStart = false
+                    afterCarriageReturn = false
                 }
             }
-            index += 1
+            return (firstStart, ends, false)
         }
-        scanned = max(view.count, 1)
-        return nil
     }
 }
 
-/// The payload of an event's `data:` lines, joined with newlines as the SSE specification says.
-func sseData(of event: ByteBuffer) -> [UInt8]? {
-    var lines: [[UInt8]] = []
-    for line in event.readableBytesView.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-        var line = line
-        if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        guard line.starts(with: "data:".utf8) else { continue }
-        var payload = line.dropFirst(5)
-        if payload.first == UInt8(ascii: " ") { payload = payload.dropFirst() }
-        lines.append(Array(payload))
+/// The payload of an event's `data` lines, joined with newlines as the SSE specification says; nil when
+/// the event has none (a comment or keep-alive). Lines may end with `\r\n`, `\n` or `\r`.
+public func sseData(of event: ByteBuffer) -> [UInt8]? {
+    var payload: [UInt8] = []
+    var found = false
+    let bytes = event.readableBytesView
+    var lineStart = bytes.startIndex
+    var index = bytes.startIndex
+    func take(_ line: ByteBufferView.SubSequence) {
+        let field: ByteBufferView.SubSequence
+        if line.starts(with: "data:".utf8) {
+            field = line.dropFirst(5)
+        } else if line.elementsEqual("data".utf8) {
+            field = line.dropFirst(4)
+        } else {
+            return
+        }
+        if found { payload.append(UInt8(ascii: "\n")) }
+        found = true
+        payload.append(contentsOf: field.first == UInt8(ascii: " ") ? field.dropFirst() : field)
     }
-    guard !lines.isEmpty else { return nil }
-    return Array(lines.joined(separator: [UInt8(ascii: "\n")]))
+    while index < bytes.endIndex {
+        let byte = bytes[index]
+        if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
+            take(bytes[lineStart..<index])
+            index += 1
+            if byte == UInt8(ascii: "\r"), index < bytes.endIndex, bytes[index] == UInt8(ascii: "\n") { index += 1 }
+            lineStart = index
+        } else {
+            index += 1
+        }
+    }
+    if lineStart < bytes.endIndex { take(bytes[lineStart..<bytes.endIndex]) }
+    return found ? payload : nil
 }
