@@ -14,8 +14,8 @@ import Synchronization
 /// `stub-error-<status>` answers that status; `stub-slow-<ms>` waits before answering;
 /// `stub-stall` streams one chunk then goes silent; `stub-long` streams many chunks slowly;
 /// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields;
-/// `stub-echo-auth` answers 400 with the `Authorization` header it received in the body (as a careless
-/// upstream might), to prove the proxy scrubs its key.
+/// `stub-echo-auth[-form]` answers 400 with the credential it received echoed in its body (as a careless
+/// upstream might; see `echo(key:form:)`), to prove the proxy scrubs its key.
 public final class StubUpstream: Sendable {
     /// One request as the stub received it.
     public struct Recorded: Sendable {
@@ -126,9 +126,9 @@ public final class StubUpstream: Sendable {
                     "code": .integer(code),
                 ])
         }
-        if model == "stub-echo-auth" {
+        if model.hasPrefix("stub-echo-auth") {
             let header = request.headers[.authorization] ?? ""
-            return Self.json(.badRequest, ["error": .string("bad request; you sent Authorization: \(header)")])
+            return Self.echo(key: String(header.dropFirst("Bearer ".count)), form: String(model.dropFirst(14)))
         }
         if model.hasPrefix("stub-slow-"), let ms = Int(model.dropFirst("stub-slow-".count)) {
             try await Task.sleep(for: .milliseconds(ms))
@@ -222,6 +222,41 @@ public final class StubUpstream: Sendable {
     }
 
     static let created = 1_700_000_000
+
+    /// A 400 whose body echoes the credential the way a careless upstream might: `stub-echo-auth` as is in
+    /// `error`; `-detail` as is in `detail`; `-escaped` with one character JSON-escaped (`\u002d`); `-url`
+    /// percent-encoded; `-split` cut into 6-character pieces across fields; `-masked` as `cpk-LEAKCA…wxyz`;
+    /// `-text` in a body that is not JSON; `-clean` not at all (a plain `detail` message).
+    static func echo(key: String, form: String) -> Response {
+        let characters = Array(key)
+        let body: String
+        switch form {
+        case "-detail": body = #"{"detail":"bad key \#(key)"}"#
+        case "-escaped":
+            let escaped = characters.enumerated().map { index, character in
+                index == 3 ? String(format: "\\u%04x", character.unicodeScalars.first!.value) : String(character)
+            }.joined()
+            body = #"{"error":{"message":"bad key \#(escaped)","type":"invalid_request_error"}}"#
+        case "-url":
+            let encoded = key.utf8.map { String(format: "%%%02X", $0) }.joined()
+            body = #"{"detail":"see https://chutes.example/keys?k=\#(encoded)"}"#
+        case "-split":
+            let pieces = stride(from: 0, to: characters.count, by: 6).map {
+                String(characters[$0..<min(characters.count, $0 + 6)])
+            }
+            let fields = pieces.enumerated().map { #""p\#($0.offset)":"\#($0.element)""# }.joined(separator: ",")
+            body = #"{"detail":"bad key","parts":{\#(fields)}}"#
+        case "-masked":
+            let masked = String(characters.prefix(10)) + "…" + String(characters.suffix(4))
+            body = #"{"detail":"invalid key \#(masked)"}"#
+        case "-text": body = "bad request; you sent Authorization: Bearer \(key)"
+        case "-clean": body = #"{"detail":"model not found"}"#
+        default: body = #"{"error":"bad request; you sent Authorization: Bearer \#(key)"}"#
+        }
+        return Response(
+            status: .badRequest, headers: [.contentType: form == "-text" ? "text/plain" : "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
 
     static func json(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
         Response(
