@@ -45,6 +45,17 @@ import Testing
         #expect(object["k0"] == .array([]))
     }
 
+    @Test(arguments: [2, 40])
+    func keysAreCodePointSequencesAsInPython(padding: Int) throws {
+        // "é" precomposed and decomposed are canonically equivalent Swift strings, but two keys for Python's
+        // json (and so for the reference): both stay, in small objects and in indexed large ones alike.
+        let filler = (0..<padding).map { "\"f\($0)\":0," }.joined()
+        let text = "{\(filler)\"\u{E9}\":1,\"e\u{301}\":2,\"\u{E9}\":3}"
+        let object = try #require(try JSONValue(parsing: Array(text.utf8)).objectValue)
+        #expect(object.count == padding + 2)
+        #expect(object.members.suffix(2).map(\.value) == [.number("3"), .number("2")])
+    }
+
     @Test func oneHundredThousandDistinctKeysParse() throws {
         let text = "{" + (0..<100_000).map { "\"k\($0)\":0" }.joined(separator: ",") + "}"
         let object = try #require(try JSONValue(parsing: Array(text.utf8)).objectValue)
