@@ -5,8 +5,8 @@ import NIOCore
 /// `maximumEventBytes` so a stream without blank lines cannot grow memory without bound.
 ///
 /// Lines end with `\r\n`, `\n` or `\r` (the SSE specification allows all three, mixed); an empty line
-/// ends the event. A `\r` that ends an event may be the first half of `\r\n`: when the `\n` arrives in the
-/// next chunk it is dropped instead of being read as one more empty line.
+/// ends the event. When that empty line ends with `\r\n`, the event ends at its `\r` and the `\n` is
+/// dropped (it may arrive only with the next chunk), so the events never depend on the chunking.
 public struct SSEEventSplitter: Sendable {
     /// The largest event (terminator included) relayed; larger ends the stream (SPEC §2).
     public static let defaultMaximumEventBytes = 4 << 20
@@ -41,14 +41,14 @@ public struct SSEEventSplitter: Sendable {
         let cuts = scan(chunk)
         var events: [ByteBuffer] = []
         var start = cuts.firstStart
-        for end in cuts.ends {
+        for cut in cuts.events {
             if keepsEvents {
                 var event = pending
                 pending = ByteBuffer()
-                event.writeImmutableBuffer(slice(of: chunk, from: start, to: end))
+                event.writeImmutableBuffer(slice(of: chunk, from: start, to: cut.end))
                 events.append(event)
             }
-            start = end
+            start = cut.next
         }
         guard !cuts.tooLarge else {
             pending = ByteBuffer()
@@ -64,11 +64,13 @@ public struct SSEEventSplitter: Sendable {
         chunk.getSlice(at: chunk.readerIndex + start, length: end - start)!
     }
 
-    /// Where each event completed in `chunk` ends (exclusive offsets), where the first byte of the
-    /// chunk's own content is (1 past a dropped `\n`), and whether the cap was crossed. One look per byte.
-    private mutating func scan(_ chunk: ByteBuffer) -> (firstStart: Int, ends: [Int], tooLarge: Bool) {
+    /// Where each event completed in `chunk` ends and the next one starts (exclusive offsets; past a
+    /// dropped `\n`), where the chunk's own content starts, and whether the cap was crossed. One look per byte.
+    private mutating func scan(_ chunk: ByteBuffer) -> (
+        firstStart: Int, events: [(end: Int, next: Int)], tooLarge: Bool
+    ) {
         chunk.withUnsafeReadableBytes { bytes in
-            var ends: [Int] = []
+            var events: [(end: Int, next: Int)] = []
             var index = 0
             if dropsLeadingLineFeed, let first = bytes.first {
                 dropsLeadingLineFeed = false
@@ -79,7 +81,7 @@ public struct SSEEventSplitter: Sendable {
                 let byte = bytes[index]
                 index += 1
                 eventBytes += 1
-                if eventBytes > maximumEventBytes { return (firstStart, ends, true) }
+                if eventBytes > maximumEventBytes { return (firstStart, events, true) }
                 switch byte {
                 case UInt8(ascii: "\n") where afterCarriageReturn:
                     // The second half of `\r\n`: that line has already ended.
@@ -90,8 +92,10 @@ public struct SSEEventSplitter: Sendable {
                         afterCarriageReturn = byte == UInt8(ascii: "\r")
                         continue
                     }
-                    // An empty line: the event ends. A `\r` may be the first half of `\r\n`; take the `\n`
-                    // if it is here already, else drop it when the next chunk starts with it.
+                    // An empty line: the event ends. A `\r` may be the first half of `\r\n`: that `\n` belongs
+                    // to no event, whether it is here already or starts the next chunk, so that the events do
+                    // not depend on where the upstream cut its chunks.
+                    let end = index
                     if byte == UInt8(ascii: "\r") {
                         if index == bytes.count {
                             dropsLeadingLineFeed = true
@@ -99,7 +103,7 @@ public struct SSEEventSplitter: Sendable {
                             index += 1
                         }
                     }
-                    ends.append(index)
+                    events.append((end: end, next: index))
                     eventBytes = 0
                     afterCarriageReturn = false
                 default:
@@ -107,7 +111,7 @@ public struct SSEEventSplitter: Sendable {
                     afterCarriageReturn = false
                 }
             }
-            return (firstStart, ends, false)
+            return (firstStart, events, false)
         }
     }
 }
