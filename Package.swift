@@ -4,6 +4,7 @@ import PackageDescription
 // Module graph (data flows one way, left to right):
 //   JSON, SSE, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation  →  VLLMProxy  →  vllm-proxy
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
+// `scripts/fuzz` adds libFuzzer targets (Fuzz/) to this graph; see the end of this file.
 let package = Package(
     name: "vllm-proxy",
     platforms: [.macOS(.v15)],
@@ -145,3 +146,25 @@ let package = Package(
     ]
 )
 
+// Fuzzing (`scripts/fuzz`): only when it sets VLLM_PROXY_FUZZ_RUNTIME (the path of libFuzzer without its
+// `main`) and builds in its own scratch path, so ordinary builds never see these targets or flags. The modules
+// under test are compiled with libFuzzer's coverage and AddressSanitizer; each fuzz target is an executable
+// whose own entry point hands control to libFuzzer (`LLVMFuzzerRunDriver`). Linking libFuzzer's `main` instead
+// (`-sanitize=fuzzer` at link time) would clash with the `main` SwiftPM aliases to every executable's entry.
+if let fuzzRuntime = Context.environment["VLLM_PROXY_FUZZ_RUNTIME"] {
+    let instrumented: Set = ["JSON", "SSE", "Signing", "E2EE"]
+    let coverage: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    for target in package.targets where instrumented.contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + coverage
+    }
+    let link: [LinkerSetting] = [.unsafeFlags(["-sanitize=address", fuzzRuntime, "-lstdc++"])]
+    package.targets += [
+        .executableTarget(
+            name: "fuzz-json", dependencies: ["JSON"], path: "Fuzz/json", swiftSettings: coverage, linkerSettings: link),
+        .executableTarget(
+            name: "fuzz-sse", dependencies: ["SSE"], path: "Fuzz/sse", swiftSettings: coverage, linkerSettings: link),
+        .executableTarget(
+            name: "fuzz-e2ee", dependencies: ["E2EE", "Signing", "JSON"], path: "Fuzz/e2ee", swiftSettings: coverage,
+            linkerSettings: link),
+    ]
+}
