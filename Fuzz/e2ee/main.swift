@@ -32,6 +32,7 @@ let substitutions = [
 
 func test(_ bytes: UnsafeBufferPointer<UInt8>) {
     var lines = bytes.split(separator: UInt8(ascii: "\n"), maxSplits: 6, omittingEmptySubsequences: false)
+        .map { Array($0) }
     while lines.count < 7 { lines.append([]) }
     let values: [String?] = lines.prefix(6).map { line in
         guard !line.isEmpty else { return nil }
@@ -43,7 +44,7 @@ func test(_ bytes: UnsafeBufferPointer<UInt8>) {
         nonce: values[4], timestamp: values[5])
     do {
         guard case .encrypted(let session) = try codec.parse(headers, now: now) else { return }
-        var body = try JSONValue(parsing: Array(lines[6]))
+        var body = try JSONValue(parsing: lines[6])
         try codec.openRequest(&body, session: session)
         _ = try codec.responseSealer(for: session)
     } catch {
