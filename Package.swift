@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module graph (data flows one way, left to right):
-//   JSON, SSE, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation  →  VLLMProxy  →  vllm-proxy
+//   JSON, SSE, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
 // `scripts/fuzz` adds libFuzzer targets (Fuzz/) to this graph; see the end of this file.
 let package = Package(
@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CSecp256k1", pkgConfig: "libsecp256k1", providers: [.apt(["libsecp256k1-dev"])]),
@@ -43,6 +44,17 @@ let package = Package(
             dependencies: [
                 "Signing", "JSON",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Chutes' own E2EE transport (ML-KEM-768 to the GPU instance); gzip through compress-nio's bounded
+        // inflate over the system zlib.
+        .target(
+            name: "ChutesE2EE",
+            dependencies: [
+                "JSON",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -67,7 +79,7 @@ let package = Package(
         .target(
             name: "VLLMProxy",
             dependencies: [
-                "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation",
+                "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -82,7 +94,7 @@ let package = Package(
         .target(
             name: "DevStubs",
             dependencies: [
-                "JSON",
+                "JSON", "ChutesE2EE",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -118,6 +130,10 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
+        .testTarget(
+            name: "ChutesE2EETests",
+            dependencies: ["ChutesE2EE", "JSON", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .testTarget(
             name: "AttestationTests",
             dependencies: [

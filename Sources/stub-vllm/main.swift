@@ -20,9 +20,13 @@ struct StubVLLMCommand: AsyncParsableCommand {
     @Option(help: "Require 'Authorization: Bearer <key>' on /v1 routes, like Chutes.") var apiKey: String?
     @Option(help: "PEM certificate chain to serve HTTPS with (needs --tls-key).") var tlsCert: String?
     @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
+    @Flag(
+        name: .customLong("chutes-e2ee"),
+        help: "Also serve Chutes' E2EE endpoints with an in-process ML-KEM-768 instance (DEV ONLY, NOT SECURE).")
+    var chutesE2EE = false
 
     func run() async throws {
-        let stub = StubUpstream(apiKey: apiKey)
+        let stub = StubUpstream(apiKey: apiKey, e2ee: chutesE2EE ? try ChutesE2EEDevRelay() : nil)
         let server: HTTPServerBuilder
         switch (tlsCert, tlsKey) {
         case (let cert?, let key?):

@@ -69,13 +69,20 @@ struct ChutesHarness {
         ]
     }
 
-    /// Starts the TLS stub; `stubKey` is the key it accepts (the proxy is given `apiKey`).
-    static func run<T: Sendable>(stubKey: String = apiKey, _ body: (ChutesHarness) async throws -> T) async throws -> T
-    {
+    /// The same, with the proxy sending completions through Chutes' E2EE transport to the stub's dev instance.
+    var e2eeEnvironment: [String: String] {
+        environment.merging(["CHUTES_E2EE": "1", "CHUTES_E2E_BASE_URL": "https://localhost:\(chutesPort)"]) { $1 }
+    }
+
+    /// Starts the TLS stub; `stubKey` is the key it accepts (the proxy is given `apiKey`); with `e2ee` the stub
+    /// also plays Chutes' E2EE relay and instance.
+    static func run<T: Sendable>(
+        stubKey: String = apiKey, e2ee: Bool = false, _ body: (ChutesHarness) async throws -> T
+    ) async throws -> T {
         let pki = try TestPKI()
         let caFile = try pki.writeCA()
         defer { try? FileManager.default.removeItem(atPath: caFile) }
-        let stub = StubUpstream(apiKey: stubKey)
+        let stub = StubUpstream(apiKey: stubKey, e2ee: e2ee ? try ChutesE2EEDevRelay() : nil)
         let tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(pki.leafPEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.leafKeyPEM.utf8), format: .pem)))

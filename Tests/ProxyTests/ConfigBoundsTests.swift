@@ -10,7 +10,8 @@ import Testing
     @Test func everyNumberSpecMentionsIsDeclaredWithBounds() {
         let names = Set(Self.numeric.map(\.name))
         for name in [
-            "PORT", "CHAT_CACHE_EXPIRATION", "E2EE_REPLAY_WINDOW_SECONDS", "REDIS_PORT", "REDIS_DB",
+            "PORT", "CHAT_CACHE_EXPIRATION", "E2EE_REPLAY_WINDOW_SECONDS", "E2EE_REPLAY_STORE_CAPACITY", "REDIS_PORT",
+            "REDIS_DB",
             "BASIC_MAX_REQUEST",
             "METRICS_POLL_INTERVAL_SECONDS", "METRICS_TIMEOUT_SECONDS", "METRICS_MAX_AGE_SECONDS",
             "UPSTREAM_TIMEOUT_SECONDS", "MAX_BODY_BYTES",

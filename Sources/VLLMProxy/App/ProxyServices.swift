@@ -9,7 +9,7 @@ import Signing
 public struct ProxyServices: Sendable {
     public let config: ProxyConfig
     public let keys: SigningKeys
-    /// Signature records.
+    /// Signature records (a cache: when full, the record closest to expiry is evicted).
     public let store: any SharedStore
     /// E2EE v2 replay claims; separate from records so a flood of claims cannot evict receipts.
     public let replayStore: any SharedStore
@@ -22,20 +22,22 @@ public struct ProxyServices: Sendable {
     /// For the dstack guest agent (unix socket or http); short timeouts are set per call.
     private let agentClient: HTTPClient
 
+    /// `replayStore` defaults to an in-process store of `E2EE_REPLAY_STORE_CAPACITY` claims that refuses
+    /// new claims when full rather than evict a live one (which would let its request replay).
     public init(
         config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(),
-        replayStore: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
+        replayStore: (any SharedStore)? = nil, metrics: ProxyMetrics = .init(),
         logger: Logger
     ) {
         self.config = config
         self.keys = keys
         self.store = store
-        self.replayStore = replayStore
+        self.replayStore = replayStore ?? TTLStore(capacity: config.e2eeReplayStoreCapacity, whenFull: .refuse)
         self.vllm = Upstream(
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
             client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
             timeout: config.upstreamTimeout)
-        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout)
+        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout, metrics: metrics)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger

@@ -11,11 +11,19 @@ public enum ChutesMode: Sendable {
     case enabled(Upstream)
 
     /// Judges the settings; only a fully valid configuration builds an upstream (and its one pooled client).
-    public static func decide(_ settings: ProxyConfig.ChutesSettings, timeout: Duration) -> ChutesMode {
+    public static func decide(
+        _ settings: ProxyConfig.ChutesSettings, timeout: Duration, metrics: ProxyMetrics = .init()
+    ) -> ChutesMode {
         guard settings.enabled else { return .disabled }
         guard let key = settings.apiKey, !key.isEmpty else { return .misconfigured("CHUTES_API_KEY is not set") }
         guard let url = URL(string: settings.baseURL), url.scheme?.lowercased() == "https", url.host != nil else {
             return .misconfigured("CHUTES_BASE_URL must be an absolute https:// URL")
+        }
+        if settings.e2ee {
+            guard let url = URL(string: settings.e2eBaseURL), url.scheme?.lowercased() == "https", url.host != nil
+            else {
+                return .misconfigured("CHUTES_E2E_BASE_URL must be an absolute https:// URL")
+            }
         }
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile = settings.caFile {
@@ -25,10 +33,17 @@ public enum ChutesMode: Sendable {
             tls.additionalTrustRoots = [.certificates(roots)]
         }
         let client = Upstream.makeClient(timeout: timeout, retryConnect: true, tls: .custom(tls))
+        var transport = UpstreamTransport.direct
+        if settings.e2ee || settings.teeOnly {
+            let chutesTransport = ChutesE2EETransport(
+                baseURL: settings.baseURL, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
+                http: client, timeout: timeout, teeOnly: settings.teeOnly, metrics: metrics)
+            transport = settings.e2ee ? .chutesE2EE(chutesTransport) : .teeOnlyDirect(chutesTransport)
+        }
         return .enabled(
             Upstream(
                 name: .chutes, baseURL: settings.baseURL, authorization: "Bearer \(key)", client: client,
-                timeout: timeout))
+                timeout: timeout, transport: transport))
     }
 
     /// The one start-up log line (SPEC §7).
@@ -38,7 +53,17 @@ public enum ChutesMode: Sendable {
         case .misconfigured(let reason): return "chutes: misconfigured (\(reason))"
         case .enabled(let upstream):
             let host = URL(string: upstream.baseURL).flatMap { url in url.host.map { "https://\($0)" } }
-            return "chutes: enabled (\(host ?? upstream.baseURL))"
+            var line = "chutes: enabled (\(host ?? upstream.baseURL))"
+            switch upstream.transport {
+            case .direct: break
+            case .chutesE2EE(let transport):
+                let e2eHost = URL(string: transport.e2eBaseURL).flatMap { url in url.host.map { "https://\($0)" } }
+                line += ", e2ee via \(e2eHost ?? transport.e2eBaseURL)"
+                if transport.client.teeOnly { line += ", tee-only" }
+            case .teeOnlyDirect:
+                line += ", tee-only"
+            }
+            return line
         }
     }
 

@@ -9,6 +9,8 @@ public struct ProxyConfig: Sendable {
     public var vllmBaseURL: String
     public var chatCacheExpiration: Duration
     public var e2eeReplayWindowSeconds: Int
+    /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
+    public var e2eeReplayStoreCapacity: Int
     public var redis: RedisSettings?
     public var dstackEndpoint: String?
     public var gpuNoHardwareMode: Bool
@@ -37,6 +39,12 @@ public struct ProxyConfig: Sendable {
         public var baseURL: String
         public var apiKey: String?
         public var caFile: String?
+        /// Completions through Chutes' E2EE transport (`CHUTES_E2EE`).
+        public var e2ee: Bool = false
+        /// Where `/e2e/instances` and `/e2e/invoke` live (`CHUTES_E2E_BASE_URL`).
+        public var e2eBaseURL: String = "https://api.chutes.ai"
+        /// Refuse models not marked `confidential_compute` (`CHUTES_TEE_ONLY`).
+        public var teeOnly: Bool = false
     }
 
     /// Every variable the proxy reads, with its default, meaning and, for numbers, the accepted range.
@@ -53,6 +61,9 @@ public struct ProxyConfig: Sendable {
         .integer(
             "E2EE_REPLAY_WINDOW_SECONDS", 300, 1...86_400,
             "allowed clock skew for E2EE v2 timestamps and replay-record lifetime"),
+        .integer(
+            "E2EE_REPLAY_STORE_CAPACITY", defaultReplayStoreCapacity, 1...50_000_000,
+            "most live E2EE v2 replay claims; when full, v2 requests get 503 replay_store_full"),
         .text("REDIS_HOST", "(unset)", "shared state across replicas; unset = in-process only"),
         .integer("REDIS_PORT", 6379, 1...65535, "Redis port"),
         .text("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
@@ -75,6 +86,11 @@ public struct ProxyConfig: Sendable {
         .text("CHUTES_BASE_URL", "https://llm.chutes.ai", "Chutes API base; must be https://"),
         .text("CHUTES_API_KEY", "(unset)", "Chutes API key, required when enabled (secret)"),
         .text("CHUTES_CA_FILE", "(unset)", "extra PEM trust roots for the Chutes TLS connection"),
+        .text("CHUTES_E2EE", "false", "send Chutes completions through Chutes' E2EE transport (ML-KEM-768 to the GPU)"),
+        .text(
+            "CHUTES_E2E_BASE_URL", "https://api.chutes.ai",
+            "where /e2e/instances and /e2e/invoke live; must be https://"),
+        .text("CHUTES_TEE_ONLY", "false", "refuse Chutes models not marked confidential_compute (403)"),
         .seconds(
             "UPSTREAM_TIMEOUT_SECONDS", 600, 0.01...86_400,
             "longest wait for an upstream response head, and between two stream chunks"),
@@ -113,6 +129,7 @@ public struct ProxyConfig: Sendable {
         }
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION"))
         self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS")
+        self.e2eeReplayStoreCapacity = try integer("E2EE_REPLAY_STORE_CAPACITY")
         let redisPort = try integer("REDIS_PORT")
         let redisDB = try integer("REDIS_DB")
         self.redis = string("REDIS_HOST").map {
@@ -130,7 +147,10 @@ public struct ProxyConfig: Sendable {
             enabled: flag("CHUTES_ENABLED"),
             baseURL: Self.trimTrailingSlash(string("CHUTES_BASE_URL") ?? "https://llm.chutes.ai"),
             apiKey: string("CHUTES_API_KEY"),
-            caFile: string("CHUTES_CA_FILE")
+            caFile: string("CHUTES_CA_FILE"),
+            e2ee: flag("CHUTES_E2EE"),
+            e2eBaseURL: Self.trimTrailingSlash(string("CHUTES_E2E_BASE_URL") ?? "https://api.chutes.ai"),
+            teeOnly: flag("CHUTES_TEE_ONLY")
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS")
         self.maxBodyBytes = try integer("MAX_BODY_BYTES")
@@ -148,6 +168,10 @@ public struct ProxyConfig: Sendable {
         }
         return bounds
     }
+
+    /// 8 300 claims a second, above what this proxy can decrypt and claim on 2 cores (measured ≤ ~6 500), for
+    /// the longest a claim lives (601 s with the default window): see README "Replay claims and their store".
+    public static let defaultReplayStoreCapacity = 5_000_000
 
     private static func trimTrailingSlash(_ url: String) -> String {
         var url = url
@@ -282,6 +306,7 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
             children: [
                 "host": host, "port": port, "token": redacted, "modelName": modelName, "vllmBaseURL": vllmBaseURL,
                 "chatCacheExpiration": chatCacheExpiration, "e2eeReplayWindowSeconds": e2eeReplayWindowSeconds,
+                "e2eeReplayStoreCapacity": e2eeReplayStoreCapacity,
                 "redis": redis as Any, "dstackEndpoint": dstackEndpoint as Any,
                 "gpuNoHardwareMode": gpuNoHardwareMode, "nvmlLibraryPath": nvmlLibraryPath as Any,
                 "tlsCertPath": tlsCertPath as Any, "basicMaxRequest": basicMaxRequest,
@@ -311,7 +336,7 @@ extension ProxyConfig.ChutesSettings: CustomStringConvertible, CustomDebugString
             self,
             children: [
                 "enabled": enabled, "baseURL": baseURL, "apiKey": apiKey == nil ? "none" : redacted,
-                "caFile": caFile as Any,
+                "caFile": caFile as Any, "e2ee": e2ee, "e2eBaseURL": e2eBaseURL, "teeOnly": teeOnly,
             ], displayStyle: .struct)
     }
     public var description: String { describeRedacted("ChutesSettings", customMirror) }

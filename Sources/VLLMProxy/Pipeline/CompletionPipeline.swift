@@ -44,17 +44,24 @@ struct CompletionPipeline: Sendable {
         var decoded = try DecodedRequest(bytes: body)
         let sealer = try await open(&decoded, mode: mode)
 
-        let response = try await upstream.send(
-            .POST, path: kind.upstreamPath, body: decoded.forwardBytes, logger: logger)
+        let answer = try await upstream.sendCompletion(
+            path: kind.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
+        let response = answer.response
         var headers = HTTPFields()
         if kind == .chat {
             for (name, value) in mode.responseHeaders { headers[HTTPField.Name(name)!] = value }
         }
+        var chutes: ChutesReceipt?
+        if upstream.name == .chutes {
+            chutes = ChutesReceipt(transport: upstream.transport.name, instanceID: answer.instanceID)
+            headers[.proxyUpstreamTransport] = upstream.transport.name
+        }
 
         guard (200..<300).contains(response.status.code) else {
-            return try await passThroughError(response, upstream: upstream, headers: headers, logger: logger)
+            return try await passThroughError(
+                response, upstream: upstream, headers: headers, sealed: sealer != nil, logger: logger)
         }
-        let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name)
+        let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
         if decoded.isStream {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket,
@@ -151,13 +158,29 @@ struct CompletionPipeline: Sendable {
 
     // MARK: Responses
 
+    /// Relays an upstream's non-2xx answer; under E2EE (`sealed`) only its status, with our own body, since
+    /// upstream errors echo the (decrypted) request.
     private func passThroughError(
-        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, logger: Logger
+        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, sealed: Bool, logger: Logger
     ) async throws -> Response {
         let body = try await upstream.collect(response, logger: logger)
         logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
-        let relayed = try upstream.relayedError(status: Int(response.status.code), body: body)
+        let status = Int(response.status.code)
         var headers = headers
+        if sealed {
+            try upstream.checkCredentialAccepted(status: status)
+            var error = ProxyError.upstreamError(status: status)
+            error.headers = headers
+            throw error
+        }
+        let relayed: ByteBuffer
+        do {
+            relayed = try upstream.relayedError(status: status, body: body)
+        } catch {
+            var error = error  // Chutes: its status with a scrubbed message
+            error.headers = headers
+            throw error
+        }
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
         return Response(
             status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: relayed))
@@ -181,7 +204,8 @@ struct CompletionPipeline: Sendable {
         if let chatID = json?["id"]?.stringValue {
             await receipts.issue(
                 chatID: chatID, requestHash: receipt.requestHash,
-                responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream)
+                responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream,
+                chutes: receipt.chutes)
         }
         var headers = headers
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
@@ -234,11 +258,17 @@ struct CompletionPipeline: Sendable {
                     // A write that throws means the client went away: returning drops the upstream
                     // iterator, which cancels the upstream request, and stores nothing.
                     if out.readableBytes > 0 { try await writer.write(out) }
+                    // The upstream reported an error in-band (relayed under E2EE as our own event): the
+                    // stream failed, so like any mid-stream failure it ends here with no receipt.
+                    if relay.upstreamFailed {
+                        try await writer.finish(nil)
+                        return
+                    }
                 }
                 if let chatID = relay.chatID {
                     await receipts.issue(
                         chatID: chatID, requestHash: receipt.requestHash, responseHash: relay.finalHash(),
-                        upstream: receipt.upstream)
+                        upstream: receipt.upstream, chutes: receipt.chutes)
                 }
                 try await writer.finish(nil)
             })
@@ -249,6 +279,7 @@ struct CompletionPipeline: Sendable {
 struct ReceiptContext: Sendable {
     let requestHash: String
     let upstream: Upstream.Name
+    let chutes: ChutesReceipt?
 }
 
 /// Relays an event stream chunk by chunk, hashing exactly the bytes sent. Plain streams pass upstream
@@ -261,6 +292,8 @@ struct StreamRelay {
     private let sealer: ResponseSealer?
     private let upstream: Upstream.Name
     private(set) var chatID: String?
+    /// Set once a sealed stream carried an upstream error event; nothing after it is relayed.
+    private(set) var upstreamFailed = false
 
     init(sealer: ResponseSealer?, upstream: Upstream.Name) {
         self.sealer = sealer
@@ -277,7 +310,7 @@ struct StreamRelay {
         guard let sealer else { return passPlain(chunk, events: events) }
         var out = ByteBuffer()
         do throws(E2EEError) {
-            for event in events { try seal(event, with: sealer, into: &out) }
+            for event in events where !upstreamFailed { try seal(event, with: sealer, into: &out) }
         } catch {
             throw ProxyError(error)
         }
@@ -308,6 +341,13 @@ struct StreamRelay {
         }
         // An event we cannot parse is dropped: it could carry plaintext we cannot seal.
         guard var json = try? JSONValue(parsing: data) else { return }
+        // vLLM reports a failure mid-stream as `{"error": {...}}` (older versions: `{"object": "error", ...}`),
+        // whose message may echo the request: the client gets our own error event instead.
+        if json["error"] != nil || json["object"] == "error" {
+            out.writeBytes(errorEvent(.upstreamFailedMidStream))
+            upstreamFailed = true
+            return
+        }
         if chatID == nil { chatID = json["id"]?.stringValue }
         try sealer.sealChunk(&json)
         out.writeString("data: ")
@@ -333,4 +373,5 @@ extension HTTPField.Name {
     static let e2eeAlgo = Self("X-E2EE-Algo")!
     static let accelBuffering = Self("X-Accel-Buffering")!
     static let proxyUpstream = Self("X-Proxy-Upstream")!
+    static let proxyUpstreamTransport = Self("X-Proxy-Upstream-Transport")!
 }

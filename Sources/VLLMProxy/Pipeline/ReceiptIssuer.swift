@@ -13,9 +13,12 @@ struct ReceiptIssuer: Sendable {
 
     func key(chatID: String) -> String { "\(modelName):chat:\(chatID)" }
 
-    func issue(chatID: String, requestHash: String, responseHash: String, upstream: Upstream.Name) async {
+    func issue(
+        chatID: String, requestHash: String, responseHash: String, upstream: Upstream.Name,
+        chutes: ChutesReceipt? = nil
+    ) async {
         let text = "\(requestHash):\(responseHash)"
-        let record: JSONValue = [
+        var record: JSONObject = [
             "text": .string(text),
             "signature_ecdsa": .string(keys.signECDSA(text)),
             "signing_address_ecdsa": .string(keys.ecdsaAddress),
@@ -23,7 +26,11 @@ struct ReceiptIssuer: Sendable {
             "signing_address_ed25519": .string(keys.ed25519Address),
             "upstream": .string(upstream.rawValue),
         ]
-        await store.put(key(chatID: chatID), record.serialized(), ttl: ttl)
+        if let chutes {
+            record["chutes_transport"] = .string(chutes.transport)
+            record["chutes_instance_id"] = chutes.instanceID.map { .string($0) } ?? .null
+        }
+        await store.put(key(chatID: chatID), JSONValue.object(record).serialized(), ttl: ttl)
         metrics.receiptIssued(upstream: upstream.rawValue)
     }
 
@@ -32,6 +39,12 @@ struct ReceiptIssuer: Sendable {
         guard let bytes = await store.get(key(chatID: chatID)) else { return nil }
         return (try? JSONValue(parsing: bytes))?.objectValue
     }
+}
+
+/// How a Chutes answer travelled, for its receipt: `"e2ee"` (with the instance that served it) or `"tls"`.
+struct ChutesReceipt: Sendable {
+    let transport: String
+    let instanceID: String?
 }
 
 extension SHA256Digest {

@@ -39,14 +39,16 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
         guard let record = await receipts.record(chatID: chatID) else {
             throw ProxyError.notFound("No signature for this chat id (unknown or expired)")
         }
-        let body: JSONValue = [
+        var body: JSONObject = [
             "text": record["text"] ?? nil,
             "signature": record["signature_\(algo.rawValue)"] ?? nil,
             "signing_address": record["signing_address_\(algo.rawValue)"] ?? nil,
             "signing_algo": .string(algo.rawValue),
             "upstream": record["upstream"] ?? "vllm",
         ]
-        return jsonResponse(.ok, body.serialized())
+        // How a Chutes answer travelled, when the record says (records of the vLLM route do not).
+        for key in ["chutes_transport", "chutes_instance_id"] where record[key] != nil { body[key] = record[key] }
+        return jsonResponse(.ok, JSONValue.object(body).serialized())
     }
     let chutes = router.group()
         .add(middleware: UpstreamHeaderMiddleware(name: Upstream.Name.chutes.rawValue))

@@ -20,13 +20,19 @@ public struct Upstream: Sendable {
     let authorization: String?
     let client: HTTPClient
     let timeout: TimeAmount
+    /// How completions travel (Chutes: TLS, or Chutes' own E2EE to the GPU instance).
+    public let transport: UpstreamTransport
 
-    public init(name: Name, baseURL: String, authorization: String?, client: HTTPClient, timeout: Duration) {
+    public init(
+        name: Name, baseURL: String, authorization: String?, client: HTTPClient, timeout: Duration,
+        transport: UpstreamTransport = .direct
+    ) {
         self.name = name
         self.baseURL = baseURL
         self.authorization = authorization
         self.client = client
         self.timeout = TimeAmount(timeout)
+        self.transport = transport
     }
 
     /// A client configured for one upstream: pooled keep-alive connections, an idle-read timeout that bounds
@@ -86,16 +92,21 @@ public struct Upstream: Sendable {
     /// whenever any part of the body resembles the key (`CredentialScrubber`). A refused credential
     /// (401/403) is our misconfiguration, not the client's: `503 {name}_misconfigured`.
     func relayedError(status: Int, body: ByteBuffer) throws(ProxyError) -> ByteBuffer {
+        try checkCredentialAccepted(status: status)
         guard let authorization else { return body }
-        if status == 401 || status == 403 {
-            throw ProxyError(
-                .serviceUnavailable, type: "\(name.rawValue)_misconfigured",
-                message: "The \(name.rawValue) upstream refused the configured API key (HTTP \(status))")
-        }
         let scrubber = CredentialScrubber(secret: String(authorization.dropFirst("Bearer ".count)))
         let generic = "The \(name.rawValue) upstream answered HTTP \(status)"
         let message = scrubber.safeMessage(fromErrorBody: Array(body.readableBytesView)).map { "\(generic): \($0)" }
         throw ProxyError(.init(code: status), type: "upstream_error", message: message ?? generic)
+    }
+
+    /// A 401/403 from an upstream holding our credential means the credential was refused: `503
+    /// {name}_misconfigured`, whatever else the answer says and whether or not the request was E2EE.
+    func checkCredentialAccepted(status: Int) throws(ProxyError) {
+        guard authorization != nil, status == 401 || status == 403 else { return }
+        throw ProxyError(
+            .serviceUnavailable, type: "\(name.rawValue)_misconfigured",
+            message: "The \(name.rawValue) upstream refused the configured API key (HTTP \(status))")
     }
 
     /// AsyncHTTPClient logs excerpts of every HTTP part at trace level — body bytes that may hold E2EE
@@ -109,6 +120,7 @@ public struct Upstream: Sendable {
 
     /// The one place transport failures become `502 upstream_unavailable` or `504 upstream_timeout`.
     func mapError(_ error: any Error, logger: Logger) -> ProxyError {
+        if let error = error as? ProxyError { return error }  // already decided (E2EE stream failures)
         if let error = error as? HTTPClientError, error == .readTimeout || error == .deadlineExceeded {
             logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
             return .upstreamTimeout(name.rawValue)

@@ -1,0 +1,184 @@
+/// Receives what the E2EE transport does, for metrics and logs (the proxy counts them in Prometheus).
+public protocol ChutesE2EEObserver: Sendable {
+    /// An instance listing was fetched for a chute (`ahead`: before the pool ran out).
+    func refilled(ahead: Bool)
+    /// A listing fetch failed.
+    func refillFailed(_ error: ChutesE2EEError)
+    /// An invoke answered 403 or 410 and was retried once.
+    func retried(status: Int)
+}
+
+/// One use of one nonce: the instance to send to and the key to seal for it.
+public struct NonceTicket: Sendable {
+    public let chuteID: String
+    public let instanceID: String
+    public let publicKey: InstancePublicKey
+    public let nonce: String
+}
+
+/// Single-use nonces per chute, shared by every request: fetched from `/e2e/instances` (rate-limited, so
+/// cached), handed out once each (never twice, even if a later listing repeats one), refilled in the
+/// background when a chute's pool runs low, and considered expired a margin before the relay's
+/// `nonce_expires_in` so a nonce is not spent in flight. At most `maxChutes` chutes are kept (least
+/// recently used dropped first).
+public actor NoncePool {
+    private struct Pooled {
+        let instanceID: String
+        let publicKey: InstancePublicKey
+        var nonces: [String]  // reversed: the next nonce is the last element
+    }
+
+    private struct ChutePool {
+        var instances: [Pooled] = []
+        var expiresAt: ContinuousClock.Instant
+        var lowWater = 0
+        var lastUsed: ContinuousClock.Instant
+        /// Nonces already handed out, until their listing expires.
+        var spent: [String: ContinuousClock.Instant] = [:]
+        /// Instances that answered 410, kept out of later listings for a while (the relay may lag).
+        var gone: [String: ContinuousClock.Instant] = [:]
+
+        var remaining: Int { instances.reduce(0) { $0 + $1.nonces.count } }
+    }
+
+    private let directory: any ChutesE2EEDirectory
+    private let observer: (any ChutesE2EEObserver)?
+    private let maxChutes: Int
+    private let now: @Sendable () -> ContinuousClock.Instant
+    private var pools: [String: ChutePool] = [:]
+    private var refills: [String: Task<InstanceListing, any Error>] = [:]
+
+    /// How long an instance that answered 410 stays excluded, and the most spent nonces remembered per chute.
+    static let goneFor: Duration = .seconds(120)
+    static let maxSpentRemembered = 16_384
+
+    public init(
+        directory: any ChutesE2EEDirectory, observer: (any ChutesE2EEObserver)? = nil, maxChutes: Int = 256,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+    ) {
+        self.directory = directory
+        self.observer = observer
+        self.maxChutes = max(1, maxChutes)
+        self.now = now
+    }
+
+    /// A nonce for `chuteID`: from the pool, else after a fetch (shared with concurrent callers).
+    public func take(_ chuteID: String) async throws(ChutesE2EEError) -> NonceTicket {
+        if let ticket = popRefillingAhead(chuteID) { return ticket }
+        try await refill(chuteID)
+        if let ticket = popRefillingAhead(chuteID) { return ticket }
+        throw .noInstances
+    }
+
+    private func popRefillingAhead(_ chuteID: String) -> NonceTicket? {
+        guard let ticket = pop(chuteID) else { return nil }
+        if let pool = pools[chuteID], pool.remaining <= pool.lowWater, refills[chuteID] == nil {
+            startRefill(chuteID, ahead: true)
+        }
+        return ticket
+    }
+
+    /// After a 403 (nonce refused): the pool's nonces are suspect, so the next take fetches fresh ones.
+    public func invalidate(_ chuteID: String) {
+        pools[chuteID]?.instances = []
+    }
+
+    /// After a 410 (instance gone): its nonces go, and later listings that still name it are filtered.
+    public func dropInstance(_ chuteID: String, instanceID: String) {
+        guard var pool = pools[chuteID] else { return }
+        pool.instances.removeAll { $0.instanceID == instanceID }
+        pool.gone[instanceID] = now() + Self.goneFor
+        pools[chuteID] = pool
+    }
+
+    /// Nonces left for a chute (for tests and metrics).
+    public func remaining(_ chuteID: String) -> Int { pools[chuteID]?.remaining ?? 0 }
+
+    private func pop(_ chuteID: String) -> NonceTicket? {
+        guard var pool = pools[chuteID] else { return nil }
+        let time = now()
+        pool.lastUsed = time
+        defer { pools[chuteID] = pool }
+        guard time < pool.expiresAt else {
+            pool.instances = []
+            return nil
+        }
+        // The instance with the most nonces left: spreads load and keeps every instance usable.
+        guard
+            let index = pool.instances.indices.max(by: {
+                pool.instances[$0].nonces.count < pool.instances[$1].nonces.count
+            }),
+            let nonce = pool.instances[index].nonces.popLast()
+        else { return nil }
+        let instance = pool.instances[index]
+        pool.spent[nonce] = pool.expiresAt
+        return NonceTicket(
+            chuteID: chuteID, instanceID: instance.instanceID, publicKey: instance.publicKey, nonce: nonce)
+    }
+
+    /// One fetch per chute at a time; the task itself installs the listing and clears its entry (it runs on
+    /// this actor, so nothing can see a finished refill still marked in flight). A failed refill ahead of
+    /// time is nobody's error yet: it is counted, and the next take fetches again.
+    private func startRefill(_ chuteID: String, ahead: Bool) {
+        let directory = self.directory
+        let startedAt = now()
+        refills[chuteID] = Task {
+            do {
+                let listing = try await directory.fetchInstances(chuteID: chuteID)
+                self.refills[chuteID] = nil
+                self.install(listing, chuteID: chuteID, fetchedAt: startedAt, ahead: ahead)
+                return listing
+            } catch {
+                self.refills[chuteID] = nil
+                self.observer?.refillFailed((error as? ChutesE2EEError) ?? .transport("instance listing failed"))
+                throw error
+            }
+        }
+    }
+
+    private func refill(_ chuteID: String) async throws(ChutesE2EEError) {
+        if refills[chuteID] == nil { startRefill(chuteID, ahead: false) }
+        guard let task = refills[chuteID] else { return }
+        do {
+            _ = try await task.value
+        } catch {
+            throw (error as? ChutesE2EEError) ?? .transport("instance listing failed")
+        }
+    }
+
+    private func install(_ listing: InstanceListing, chuteID: String, fetchedAt: ContinuousClock.Instant, ahead: Bool) {
+        let time = now()
+        var pool = pools[chuteID] ?? ChutePool(expiresAt: time, lastUsed: time)
+        pool.spent = pool.spent.filter { $0.value > time }
+        pool.gone = pool.gone.filter { $0.value > time }
+        if pool.spent.count > Self.maxSpentRemembered {
+            // Forget the earliest-expiring: they are the oldest and the relay has long refused them.
+            let sorted = pool.spent.sorted { $0.value < $1.value }
+            pool.spent = Dictionary(
+                uniqueKeysWithValues: sorted.suffix(Self.maxSpentRemembered).map { ($0.key, $0.value) })
+        }
+        let lifetime = listing.nonceLifetime
+        let margin = min(.seconds(5), lifetime / 5)
+        pool.expiresAt = fetchedAt + lifetime - margin
+        var seen = Set<String>()
+        pool.instances = listing.instances.compactMap { instance in
+            guard pool.gone[instance.instanceID] == nil else { return nil }
+            let fresh = instance.nonces.filter { pool.spent[$0] == nil && seen.insert($0).inserted }
+            guard !fresh.isEmpty else { return nil }
+            return Pooled(instanceID: instance.instanceID, publicKey: instance.publicKey, nonces: fresh.reversed())
+        }
+        // Refill when a quarter is left (at least 2), so a steady stream of requests never waits for a fetch.
+        pool.lowWater = max(2, pool.remaining / 4)
+        pools[chuteID] = pool
+        evictIfNeeded(keeping: chuteID)
+        observer?.refilled(ahead: ahead)
+    }
+
+    private func evictIfNeeded(keeping chuteID: String) {
+        while pools.count > maxChutes {
+            guard let oldest = pools.filter({ $0.key != chuteID }).min(by: { $0.value.lastUsed < $1.value.lastUsed })
+            else { return }
+            pools[oldest.key] = nil
+        }
+    }
+}

@@ -1,0 +1,280 @@
+import AsyncHTTPClient
+import ChutesE2EE
+import JSON
+import Logging
+import NIOCore
+import NIOHTTP1
+import SSE
+
+/// How completions travel to an upstream: as plain HTTP(S), or sealed by Chutes' E2EE transport to the GPU
+/// instance. The pipeline does not know which: either way it gets a plain answer back.
+public enum UpstreamTransport: Sendable {
+    case direct
+    /// Sealed to the instance; the transport also enforces `CHUTES_TEE_ONLY`.
+    case chutesE2EE(ChutesE2EETransport)
+    /// TLS to Chutes, but only models listed as `confidential_compute` (`CHUTES_TEE_ONLY` without E2EE).
+    case teeOnlyDirect(ChutesE2EETransport)
+
+    /// As receipts and `X-Proxy-Upstream-Transport` spell it.
+    var name: String {
+        switch self {
+        case .direct, .teeOnlyDirect: return "tls"
+        case .chutesE2EE: return "e2ee"
+        }
+    }
+}
+
+extension Upstream {
+    /// Sends a completion by this upstream's transport; the answer is plain either way.
+    func sendCompletion(path: String, body: ByteBuffer, stream: Bool, logger: Logger) async throws(ProxyError)
+        -> UpstreamAnswer
+    {
+        switch transport {
+        case .direct:
+            break
+        case .chutesE2EE(let e2ee):
+            return try await e2ee.complete(body, stream: stream, path: path, upstream: self, logger: logger)
+        case .teeOnlyDirect(let gate):
+            try await gate.admit(body, logger: logger)
+        }
+        return UpstreamAnswer(response: try await send(.POST, path: path, body: body, logger: logger), instanceID: nil)
+    }
+}
+
+/// A completion's answer as the pipeline relays it, and how it travelled.
+struct UpstreamAnswer: Sendable {
+    let response: HTTPClientResponse
+    /// The Chutes instance that served it under E2EE.
+    let instanceID: String?
+}
+
+/// Chutes' E2EE transport over HTTPS: discovery (`/v1/models`, `/e2e/instances`) and `/e2e/invoke`, with
+/// the nonce pool and chute cache shared by every request. Answers are opened here and handed on as plain
+/// JSON or a plain event stream; anything that does not open is a 502, never relayed.
+public struct ChutesE2EETransport: Sendable {
+    let e2eBaseURL: String
+    let client: ChutesE2EEClient
+    let directory: ChutesHTTPDirectory
+    let metrics: ProxyMetrics
+
+    init(
+        baseURL: String, e2eBaseURL: String, authorization: String, http: HTTPClient, timeout: Duration,
+        teeOnly: Bool, metrics: ProxyMetrics
+    ) {
+        self.e2eBaseURL = e2eBaseURL
+        self.directory = ChutesHTTPDirectory(
+            modelsURL: baseURL + "/v1/models", e2eBaseURL: e2eBaseURL, authorization: authorization, http: http,
+            timeout: min(ChutesHTTPDirectory.maxTimeout, timeout))
+        self.client = ChutesE2EEClient(directory: directory, teeOnly: teeOnly, observer: metrics.chutesE2EE)
+        self.metrics = metrics
+    }
+
+    /// `CHUTES_TEE_ONLY` for the TLS transport: the model must be listed as confidential before anything is sent.
+    func admit(_ body: ByteBuffer, logger: Logger) async throws(ProxyError) {
+        guard let payload = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
+            throw .invalidRequest("Request body must be a JSON object")
+        }
+        do throws(ChutesE2EEError) {
+            _ = try await client.chute(for: payload)
+        } catch {
+            throw failure(error, logger: logger)
+        }
+    }
+
+    /// Sends one completion through the transport; `upstream` supplies the client, key and error mapping.
+    func complete(_ body: ByteBuffer, stream: Bool, path: String, upstream: Upstream, logger: Logger)
+        async throws(ProxyError) -> UpstreamAnswer
+    {
+        guard let payload = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
+            throw .invalidRequest("Request body must be a JSON object")
+        }
+        let invocation: Invocation<HTTPClientResponse>
+        do {
+            let chute = try await client.chute(for: payload)
+            invocation = try await client.invoke(
+                payload, chute: chute, stream: stream, path: path,
+                send: { request in try await invoke(request, upstream: upstream, logger: logger) },
+                status: { Int($0.status.code) })
+        } catch let error as ChutesE2EEError {
+            throw failure(error, logger: logger)
+        } catch let error as ProxyError {
+            throw error
+        } catch {
+            metrics.chutesE2EEError("transport")
+            throw upstream.mapError(error, logger: logger)
+        }
+        let response = invocation.response
+        switch response.status.code {
+        case 200..<300:
+            break
+        case 403, 410:
+            // Refused again after the one retry: the relay's own refusal, not the client's request.
+            throw failure(.noInstances, logger: logger)
+        default:
+            return UpstreamAnswer(response: response, instanceID: invocation.instanceID)
+        }
+        if stream {
+            let decrypted = DecryptedEventStream(
+                upstream: response.body, decoder: ChutesE2EEStreamDecoder(responseKey: invocation.responseKey),
+                metrics: metrics)
+            let plain = HTTPClientResponse(
+                version: response.version, status: .ok, headers: ["Content-Type": "text/event-stream"],
+                body: .stream(decrypted))
+            return UpstreamAnswer(response: plain, instanceID: invocation.instanceID)
+        }
+        let sealed = try await upstream.collect(response, logger: logger)
+        do throws(ChutesE2EEError) {
+            let json = try invocation.responseKey.openResponse(sealed.readableBytesView)
+            let plain = HTTPClientResponse(
+                version: response.version, status: .ok, headers: ["Content-Type": "application/json"],
+                body: .bytes(ByteBuffer(bytes: json)))
+            return UpstreamAnswer(response: plain, instanceID: invocation.instanceID)
+        } catch {
+            throw failure(error, logger: logger)
+        }
+    }
+
+    private func invoke(_ request: InvokeRequest, upstream: Upstream, logger: Logger) async throws
+        -> HTTPClientResponse
+    {
+        var outgoing = HTTPClientRequest(url: e2eBaseURL + "/e2e/invoke")
+        outgoing.method = .POST
+        outgoing.headers.add(name: "Authorization", value: directory.authorization)
+        for header in request.headers { outgoing.headers.add(name: header.name, value: header.value) }
+        outgoing.body = .bytes(ByteBuffer(bytes: request.blob))
+        return try await upstream.client.execute(
+            outgoing, timeout: upstream.timeout, logger: Upstream.clientLogger(logger))
+    }
+
+    /// The one place E2EE transport failures become HTTP; messages name no key, nonce or plaintext.
+    private func failure(_ error: ChutesE2EEError, logger: Logger) -> ProxyError {
+        logger.warning("chutes e2ee failed", metadata: ["reason": "\(error)"])
+        switch error {
+        case .unknownModel:
+            return ProxyError(.notFound, type: "model_not_found", message: "The model is not served by Chutes")
+        case .notConfidential:
+            return ProxyError(
+                .forbidden, type: "chutes_model_not_confidential",
+                message: "The model does not run in confidential compute on Chutes (CHUTES_TEE_ONLY is set)")
+        case .directoryStatus(let status) where status == 401 || status == 403:
+            return ProxyError(
+                .serviceUnavailable, type: "chutes_misconfigured",
+                message: "The chutes upstream refused the configured API key (HTTP \(status))")
+        case .directoryStatus(let status):
+            metrics.chutesE2EEError("discovery")
+            return .upstreamUnavailable("chutes", "E2EE discovery answered HTTP \(status)")
+        case .timeout:
+            metrics.chutesE2EEError("timeout")
+            return .upstreamTimeout("chutes")
+        case .transport(let why):
+            metrics.chutesE2EEError("transport")
+            return .upstreamUnavailable("chutes", why)
+        case .noInstances:
+            metrics.chutesE2EEError("no_instance")
+            return .upstreamUnavailable("chutes", "no E2EE instance accepted the request")
+        case .malformed, .decryptionFailed, .sealFailed:
+            metrics.chutesE2EEError("decrypt")
+            return .upstreamUnavailable("chutes", "its E2EE answer could not be opened")
+        }
+    }
+}
+
+/// `/v1/models` and `/e2e/instances` over HTTPS with the Chutes key; no logger (AsyncHTTPClient's default is
+/// silent), so no listing or key reaches a log.
+struct ChutesHTTPDirectory: ChutesE2EEDirectory {
+    let modelsURL: String
+    let e2eBaseURL: String
+    /// `Bearer <key>`: a secret.
+    let authorization: String
+    let http: HTTPClient
+    /// `UPSTREAM_TIMEOUT_SECONDS`, but at most `maxTimeout`: a listing is small, and requests wait for it.
+    let timeout: Duration
+    static let maxTimeout: Duration = .seconds(30)
+    static let maxListingBytes = 8 << 20
+
+    func fetchModels() async throws(ChutesE2EEError) -> [ChuteModel] {
+        try ChuteModel.parseListing(try await get(modelsURL).readableBytesView)
+    }
+
+    func fetchInstances(chuteID: String) async throws(ChutesE2EEError) -> InstanceListing {
+        try InstanceListing.parse(try await get(e2eBaseURL + "/e2e/instances/" + chuteID).readableBytesView)
+    }
+
+    private func get(_ url: String) async throws(ChutesE2EEError) -> ByteBuffer {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Authorization", value: authorization)
+        do {
+            let response = try await http.execute(request, timeout: TimeAmount(timeout))
+            guard (200..<300).contains(response.status.code) else {
+                throw ChutesE2EEError.directoryStatus(Int(response.status.code))
+            }
+            return try await response.body.collect(upTo: Self.maxListingBytes)
+        } catch let error as ChutesE2EEError {
+            throw error
+        } catch let error as HTTPClientError where error == .readTimeout || error == .deadlineExceeded {
+            throw .timeout
+        } catch {
+            throw .transport("E2EE discovery request failed")
+        }
+    }
+}
+
+/// An E2EE event stream from `/e2e/invoke`, opened event by event into the plain events the instance wrote.
+/// A chunk that does not open ends the stream with an error (the pipeline turns it into its in-band error
+/// event and stores no receipt); an unterminated event at the end is dropped.
+struct DecryptedEventStream: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let upstream: HTTPClientResponse.Body
+    let decoder: ChutesE2EEStreamDecoder
+    let metrics: ProxyMetrics
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var upstream: HTTPClientResponse.Body.AsyncIterator
+        var decoder: ChutesE2EEStreamDecoder
+        var splitter = SSEEventSplitter()
+        let metrics: ProxyMetrics
+
+        mutating func next() async throws -> ByteBuffer? {
+            while let chunk = try await upstream.next() {
+                var out = ByteBuffer()
+                let events: [ByteBuffer]
+                do {
+                    events = try splitter.append(chunk)
+                } catch {
+                    throw ProxyError.upstreamEventTooLarge("chutes", limit: error.limit)
+                }
+                for event in events {
+                    guard let data = sseData(of: event) else { continue }
+                    do throws(ChutesE2EEError) {
+                        switch try decoder.decode(data) {
+                        case .event(let bytes), .error(let bytes): out.writeBytes(bytes)
+                        case .nothing: break
+                        }
+                    } catch {
+                        metrics.chutesE2EEError("decrypt")
+                        throw ProxyError.upstreamUnavailable("chutes", "its E2EE stream could not be opened")
+                    }
+                }
+                if out.readableBytes > 0 { return out }
+            }
+            return nil
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(upstream: upstream.makeAsyncIterator(), decoder: decoder, metrics: metrics)
+    }
+}
+
+extension ChutesE2EETransport: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Never the key: the transport holds it (through its directory) and may end up in a log line.
+    public var description: String { "ChutesE2EETransport(\(e2eBaseURL), teeOnly: \(client.teeOnly))" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
+}
+
+extension ChutesHTTPDirectory: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    var description: String { "ChutesHTTPDirectory(\(modelsURL), \(e2eBaseURL), authorization: redacted)" }
+    var debugDescription: String { description }
+    var customMirror: Mirror { Mirror(self, children: ["description": description]) }
+}
