@@ -79,16 +79,16 @@ import Testing
     func anEventOverFourMebibytesEndsTheStreamWithAnErrorAndNoReceipt(idFirst: Bool) async throws {
         let id = "chatcmpl-huge-\(UUID().uuidString)"
         let first = Array(#"data: {"id":"\#(id)","choices":[]}"#.utf8) + Array("\n\n".utf8)
-        // 5 MiB without a blank line, in 64 KiB chunks: before the id is known, or after (the plain relay then
+        // 4.25 MiB without a blank line, in 256 KiB chunks: before the id is known, or after (the plain relay then
         // no longer keeps events, but still counts).
-        let huge =
-            [Array("data: ".utf8)] + Array(repeating: [UInt8](repeating: UInt8(ascii: "x"), count: 64 << 10), count: 80)
+        let piece = [UInt8](repeating: UInt8(ascii: "x"), count: 256 << 10)
+        let huge = [Array("data: ".utf8)] + Array(repeating: piece, count: 17)
         let chunks = idFirst ? [first] + huge : huge + [Array("\n\n".utf8), first]
         try await Self.withEventStreamUpstream(chunks) { port in
             try await ProxyHarness.run(environment: ["VLLM_BASE_URL": "http://127.0.0.1:\(port)"]) { proxy in
                 let reply = try await proxy.post("/v1/chat/completions", json: Self.streamRequest)
                 #expect(reply.status == 200)
-                #expect(reply.body.count < 5 << 20, "the stream ended at the cap")
+                #expect(reply.body.count < (4 << 20) + (256 << 10), "the stream ended at the cap")
                 let last = try #require(reply.text.components(separatedBy: "\n\n").last { !$0.isEmpty })
                 #expect(last.hasPrefix("data: {\"error\""))
                 #expect(last.contains("upstream_event_too_large"))
