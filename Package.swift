@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module graph (data flows one way, left to right):
-//   JSON, SSE, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
+//   JSON, SSE, Redis → SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
 // `scripts/fuzz` adds libFuzzer targets (Fuzz/) to this graph; see the end of this file.
 let package = Package(
@@ -46,6 +46,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // A small RESP2 client on SwiftNIO; it knows nothing of receipts or replay claims.
+        .target(
+            name: "Redis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Chutes' own E2EE transport (ML-KEM-768 to the GPU instance); gzip through compress-nio's bounded
         // inflate over the system zlib.
         .target(
@@ -60,6 +70,7 @@ let package = Package(
         .target(
             name: "SharedState",
             dependencies: [
+                "Redis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -79,7 +90,7 @@ let package = Package(
         .target(
             name: "VLLMProxy",
             dependencies: [
-                "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE",
+                "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -130,6 +141,16 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
+        .testTarget(
+            name: "RedisTests",
+            dependencies: [
+                "Redis", "SharedState",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "ChutesE2EETests",
             dependencies: ["ChutesE2EE", "JSON", .product(name: "Crypto", package: "swift-crypto")]

@@ -11,6 +11,7 @@ public struct ProxyConfig: Sendable {
     public var e2eeReplayWindowSeconds: Int
     /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
     public var e2eeReplayStoreCapacity: Int
+    /// Where shared state lives across replicas; nil keeps it in-process.
     public var redis: RedisSettings?
     public var dstackEndpoint: String?
     public var gpuNoHardwareMode: Bool
@@ -24,14 +25,6 @@ public struct ProxyConfig: Sendable {
     public var upstreamTimeout: Duration
     public var maxBodyBytes: Int
     public var logLevel: Logger.Level
-
-    /// Where shared state lives across replicas; nil keeps it in-process.
-    public struct RedisSettings: Sendable {
-        public var host: String
-        public var port: Int
-        public var password: String?
-        public var db: Int
-    }
 
     /// The raw Chutes variables; judged once into a `ChutesMode`, never fatal (SPEC §7).
     public struct ChutesSettings: Sendable {
@@ -64,10 +57,21 @@ public struct ProxyConfig: Sendable {
         .integer(
             "E2EE_REPLAY_STORE_CAPACITY", defaultReplayStoreCapacity, 1...50_000_000,
             "most live E2EE v2 replay claims; when full, v2 requests get 503 replay_store_full"),
-        .text("REDIS_HOST", "(unset)", "shared state across replicas; unset = in-process only"),
+        .text("REDIS_HOST", "(unset)", "shared state across replicas; unset (and no REDIS_URL) = in-process only"),
         .integer("REDIS_PORT", 6379, 1...65535, "Redis port"),
         .text("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
-        .integer("REDIS_DB", 0, 0...65535, "Redis database number"),
+        .integer("REDIS_DB", 0, 0...15, "Redis database number"),
+        .text(
+            "REDIS_URL", "(unset)",
+            "redis://[user:pass@]host:port/db or rediss:// (TLS); replaces the four above (secret)"),
+        .text("REDIS_USERNAME", "(unset)", "Redis ACL user (needs a password)"),
+        .text("REDIS_TLS", "false", "1/true/yes: TLS to Redis, certificate and hostname verified"),
+        .text("REDIS_CA_FILE", "(unset)", "extra PEM trust roots for TLS to Redis"),
+        .integer("REDIS_TIMEOUT_MS", 100, 1...60_000, "bound on every Redis command, connecting included"),
+        .integer("REDIS_RETRY_SECONDS", 10, 1...3600, "how long Redis is skipped after a failure"),
+        .text(
+            "E2EE_REPLAY_ON_REDIS_FAILURE", "reject",
+            "while Redis fails: reject (v2 E2EE gets 503) or local (this replica's claims only; weaker)"),
         .text(
             "DSTACK_SIMULATOR_ENDPOINT", "(unset)",
             "dstack guest agent: http(s) URL or unix-socket path; unset = /var/run/dstack.sock"),
@@ -130,11 +134,7 @@ public struct ProxyConfig: Sendable {
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION"))
         self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS")
         self.e2eeReplayStoreCapacity = try integer("E2EE_REPLAY_STORE_CAPACITY")
-        let redisPort = try integer("REDIS_PORT")
-        let redisDB = try integer("REDIS_DB")
-        self.redis = string("REDIS_HOST").map {
-            RedisSettings(host: $0, port: redisPort, password: string("REDIS_PASSWORD"), db: redisDB)
-        }
+        self.redis = try RedisSettings.read(string)
         self.dstackEndpoint = string("DSTACK_SIMULATOR_ENDPOINT")
         self.gpuNoHardwareMode = flag("GPU_NO_HW_MODE")
         self.nvmlLibraryPath = string("NVML_LIBRARY_PATH")
@@ -162,7 +162,7 @@ public struct ProxyConfig: Sendable {
     }
 
     /// The declared bounds of a numeric variable; reading an undeclared one is a programming error.
-    private static func bounds(of name: String) -> Bounds {
+    static func bounds(of name: String) -> Bounds {
         guard let bounds = variables.first(where: { $0.name == name })?.bounds else {
             preconditionFailure("\(name) is not declared as a numeric variable in ProxyConfig.variables")
         }
@@ -316,17 +316,6 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
             ], displayStyle: .struct)
     }
     public var description: String { describeRedacted("ProxyConfig", customMirror) }
-    public var debugDescription: String { description }
-}
-
-extension ProxyConfig.RedisSettings: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    public var customMirror: Mirror {
-        Mirror(
-            self,
-            children: ["host": host, "port": port, "password": password == nil ? "none" : redacted, "db": db],
-            displayStyle: .struct)
-    }
-    public var description: String { describeRedacted("RedisSettings", customMirror) }
     public var debugDescription: String { description }
 }
 
