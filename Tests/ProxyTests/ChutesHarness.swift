@@ -86,7 +86,7 @@ struct ChutesHarness {
         let tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(pki.leafPEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.leafKeyPEM.utf8), format: .pem)))
-        let server = try HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls)
+        let server = try HTTPServerBuilder.tls(StubUpstream.server, tlsConfiguration: tls)
         return try await withRunningApp({ onRunning in
             Application(
                 router: stub.router(), server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0)),

@@ -1,3 +1,4 @@
+import GuardedHTTP
 import Logging
 
 /// The proxy's configuration, read once from the environment at start-up and validated there.
@@ -24,6 +25,12 @@ public struct ProxyConfig: Sendable {
     public var chutes: ChutesSettings
     public var upstreamTimeout: Duration
     public var maxBodyBytes: Int
+    /// Server-side limits of each client connection (head, body, keep-alive idle).
+    public var connectionLimits: ConnectionLimits
+    /// Attestation requests that may wait for GPU evidence behind the one being collected.
+    public var attestationMaxWaiting: Int
+    /// Longest an attestation request waits for GPU evidence, queueing included.
+    public var attestationTimeout: Duration
     public var logLevel: Logger.Level
 
     /// The raw Chutes variables; judged once into a `ChutesMode`, never fatal (SPEC §7).
@@ -99,6 +106,14 @@ public struct ProxyConfig: Sendable {
             "UPSTREAM_TIMEOUT_SECONDS", 600, 0.01...86_400,
             "longest wait for an upstream response head, and between two stream chunks"),
         .integer("MAX_BODY_BYTES", 10_485_760, 1...268_435_456, "largest request body accepted"),
+        .seconds("HEADER_TIMEOUT_SECONDS", 10, 1...300, "a request head must arrive within this"),
+        .seconds("BODY_TIMEOUT_SECONDS", 60, 1...3600, "a whole request body must arrive within this, else 408"),
+        .seconds("IDLE_TIMEOUT_SECONDS", 60, 1...3600, "an idle keep-alive connection is closed after this"),
+        .integer(
+            "ATTESTATION_MAX_WAITING", 8, 0...1000, "attestation requests that may wait for GPU evidence; more get 503"
+        ),
+        .seconds(
+            "ATTESTATION_TIMEOUT_SECONDS", 30, 1...600, "longest wait for GPU evidence, queueing included, else 503"),
         .text("LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
     ]
 
@@ -154,6 +169,11 @@ public struct ProxyConfig: Sendable {
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS")
         self.maxBodyBytes = try integer("MAX_BODY_BYTES")
+        self.connectionLimits = ConnectionLimits(
+            header: try seconds("HEADER_TIMEOUT_SECONDS"), body: try seconds("BODY_TIMEOUT_SECONDS"),
+            idle: try seconds("IDLE_TIMEOUT_SECONDS"))
+        self.attestationMaxWaiting = try integer("ATTESTATION_MAX_WAITING")
+        self.attestationTimeout = try seconds("ATTESTATION_TIMEOUT_SECONDS")
         let level = string("LOG_LEVEL")?.lowercased() ?? "info"
         guard let logLevel = Logger.Level(rawValue: level) else {
             throw .malformed("LOG_LEVEL", "must be one of trace, debug, info, notice, warning, error, critical")
@@ -312,7 +332,9 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
                 "tlsCertPath": tlsCertPath as Any, "basicMaxRequest": basicMaxRequest,
                 "metricsPollInterval": metricsPollInterval, "metricsTimeout": metricsTimeout,
                 "metricsMaxAge": metricsMaxAge, "chutes": chutes, "upstreamTimeout": upstreamTimeout,
-                "maxBodyBytes": maxBodyBytes, "logLevel": logLevel,
+                "maxBodyBytes": maxBodyBytes, "connectionLimits": connectionLimits,
+                "attestationMaxWaiting": attestationMaxWaiting, "attestationTimeout": attestationTimeout,
+                "logLevel": logLevel,
             ], displayStyle: .struct)
     }
     public var description: String { describeRedacted("ProxyConfig", customMirror) }
