@@ -2,9 +2,10 @@
 import PackageDescription
 
 // Module graph (data flows one way, left to right):
-//   JSON, Redis → SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
+//   JSON, SSE, Redis → SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
 // GuardedHTTP (connection time limits, cancellation on disconnect) serves VLLMProxy and DevStubs.
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
+// `scripts/fuzz` adds libFuzzer targets (Fuzz/) to this graph; see the end of this file.
 let package = Package(
     name: "vllm-proxy",
     platforms: [.macOS(.v15)],
@@ -33,6 +34,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSecp256k1", pkgConfig: "libsecp256k1", providers: [.apt(["libsecp256k1-dev"])]),
         .target(name: "JSON"),
+        .target(name: "SSE", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(
             name: "Signing",
             dependencies: [
@@ -101,7 +103,7 @@ let package = Package(
         .target(
             name: "VLLMProxy",
             dependencies: [
-                "JSON", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis", "GuardedHTTP",
+                "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis", "GuardedHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -149,6 +151,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
+        .testTarget(name: "SSETests", dependencies: ["SSE", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
@@ -181,7 +184,7 @@ let package = Package(
         .testTarget(
             name: "ProxyTests",
             dependencies: [
-                "VLLMProxy", "DevStubs", "Signing", "JSON",
+                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -193,3 +196,26 @@ let package = Package(
         ),
     ]
 )
+
+// Fuzzing (`scripts/fuzz`): only when it sets VLLM_PROXY_FUZZ_RUNTIME (the path of libFuzzer without its
+// `main`) and builds in its own scratch path, so ordinary builds never see these targets or flags. The modules
+// under test are compiled with libFuzzer's coverage and AddressSanitizer; each fuzz target is an executable
+// whose own entry point hands control to libFuzzer (`LLVMFuzzerRunDriver`). Linking libFuzzer's `main` instead
+// (`-sanitize=fuzzer` at link time) would clash with the `main` SwiftPM aliases to every executable's entry.
+if let fuzzRuntime = Context.environment["VLLM_PROXY_FUZZ_RUNTIME"] {
+    let instrumented: Set = ["JSON", "SSE", "Signing", "E2EE"]
+    let coverage: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    for target in package.targets where instrumented.contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + coverage
+    }
+    let link: [LinkerSetting] = [.unsafeFlags(["-sanitize=address", fuzzRuntime, "-lstdc++"])]
+    package.targets += [
+        .executableTarget(
+            name: "fuzz-json", dependencies: ["JSON"], path: "Fuzz/json", swiftSettings: coverage, linkerSettings: link),
+        .executableTarget(
+            name: "fuzz-sse", dependencies: ["SSE"], path: "Fuzz/sse", swiftSettings: coverage, linkerSettings: link),
+        .executableTarget(
+            name: "fuzz-e2ee", dependencies: ["E2EE", "Signing", "JSON"], path: "Fuzz/e2ee", swiftSettings: coverage,
+            linkerSettings: link),
+    ]
+}

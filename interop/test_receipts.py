@@ -185,13 +185,21 @@ def test_upstream_error_passes_through_with_status_and_body(proxy, stub, status,
     assert r.content == stub.post(CHAT, body)
 
 
-@pytest.mark.parametrize("flag", ['"true"', "1", "false", "null"])
-def test_only_boolean_true_selects_a_stream(proxy, stub, flag):
+@pytest.mark.parametrize("flag", ["false", "null"])
+def test_false_or_null_stream_is_a_signed_json_answer(proxy, stub, flag):
     body = ('{"model": "stub-model", "messages": [{"role": "user", "content": "%s"}], "stream": %s}'
             % (unique("flag"), flag)).encode()
     r = proxy.post(CHAT, body)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
     check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
+
+
+@pytest.mark.parametrize("flag", ['"true"', "1", '"false"', "0", "[]", "{}"])
+def test_a_stream_flag_that_is_not_a_boolean_is_refused(proxy, stub, flag):
+    """SPEC §2: vLLM would coerce "true" or 1 and stream; the proxy must not guess."""
+    body = ('{"model": "stub-model", "messages": [{"role": "user", "content": "%s"}], "stream": %s}'
+            % (unique("flag"), flag)).encode()
+    assert_error(proxy.post(CHAT, body), 400, "invalid_request_error")
 
 
 # ---------------------------------------------------------------- errors

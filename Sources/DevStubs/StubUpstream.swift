@@ -18,9 +18,9 @@ import Synchronization
 /// `stub-pause-<ms>` answers after `ms` when not streamed, and streams its first chunk at once and the rest
 /// after `ms` of silence when streamed (a model "generating");
 /// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields;
-/// `stub-echo-auth` answers 400 with the `Authorization` header it received in the body (as a careless
-/// upstream might), to prove the proxy scrubs its key. With a `ChutesE2EEDevRelay` it also serves Chutes'
-/// E2EE endpoints (development only).
+/// `stub-echo-auth[-form]` answers 400 with the credential it received echoed in its body (as a careless
+/// upstream might; see `echo(key:form:)`), to prove the proxy scrubs its key. With a `ChutesE2EEDevRelay` it
+/// also serves Chutes' E2EE endpoints (development only).
 ///
 /// Like vLLM, it also answers in ways that carry request or generated text outside `content`, so tests can
 /// show the proxy keeps them from an E2EE client's gateway: a chat message without `role` gets vLLM's 400
@@ -219,9 +219,9 @@ public final class StubUpstream: Sendable {
                     "type": "BadRequestError", "param": nil, "code": 400,
                 ])
         }
-        if model == "stub-echo-auth" {
+        if model.hasPrefix("stub-echo-auth") {
             let header = request.headers[.authorization] ?? ""
-            return Self.json(.badRequest, ["error": .string("bad request; you sent Authorization: \(header)")])
+            return Self.echo(key: String(header.dropFirst("Bearer ".count)), form: String(model.dropFirst(14)))
         }
         if model.hasPrefix("stub-slow-"), let ms = Int(model.dropFirst("stub-slow-".count)) {
             try await Task.sleep(for: .milliseconds(ms))
@@ -390,6 +390,41 @@ public final class StubUpstream: Sendable {
     }
 
     static let created = 1_700_000_000
+
+    /// A 400 whose body echoes the credential the way a careless upstream might: `stub-echo-auth` as is in
+    /// `error`; `-detail` as is in `detail`; `-escaped` with one character JSON-escaped (`\u002d`); `-url`
+    /// percent-encoded; `-split` cut into 6-character pieces across fields; `-masked` as `cpk-LEAKCA…wxyz`;
+    /// `-text` in a body that is not JSON; `-clean` not at all (a plain `detail` message).
+    static func echo(key: String, form: String) -> Response {
+        let characters = Array(key)
+        let body: String
+        switch form {
+        case "-detail": body = #"{"detail":"bad key \#(key)"}"#
+        case "-escaped":
+            let escaped = characters.enumerated().map { index, character in
+                index == 3 ? String(format: "\\u%04x", character.unicodeScalars.first!.value) : String(character)
+            }.joined()
+            body = #"{"error":{"message":"bad key \#(escaped)","type":"invalid_request_error"}}"#
+        case "-url":
+            let encoded = key.utf8.map { String(format: "%%%02X", $0) }.joined()
+            body = #"{"detail":"see https://chutes.example/keys?k=\#(encoded)"}"#
+        case "-split":
+            let pieces = stride(from: 0, to: characters.count, by: 6).map {
+                String(characters[$0..<min(characters.count, $0 + 6)])
+            }
+            let fields = pieces.enumerated().map { #""p\#($0.offset)":"\#($0.element)""# }.joined(separator: ",")
+            body = #"{"detail":"bad key","parts":{\#(fields)}}"#
+        case "-masked":
+            let masked = String(characters.prefix(10)) + "…" + String(characters.suffix(4))
+            body = #"{"detail":"invalid key \#(masked)"}"#
+        case "-text": body = "bad request; you sent Authorization: Bearer \(key)"
+        case "-clean": body = #"{"detail":"model not found"}"#
+        default: body = #"{"error":"bad request; you sent Authorization: Bearer \#(key)"}"#
+        }
+        return Response(
+            status: .badRequest, headers: [.contentType: form == "-text" ? "text/plain" : "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
 
     static func json(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
         Response(

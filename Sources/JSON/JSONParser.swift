@@ -85,6 +85,9 @@ private struct Parser {
         guard depth <= JSONValue.maximumDepth else { throw .tooDeep }
         offset += 1
         var members: [JSONObject.Member] = []
+        // Duplicate detection: a linear scan while the object is small (chat bodies have a handful of keys,
+        // where hashing costs more than comparing), then a hash index so large objects stay linear overall.
+        var index = KeyIndex()
         skipWhitespace()
         if try peek() == UInt8(ascii: "}") {
             offset += 1
@@ -100,9 +103,10 @@ private struct Parser {
             skipWhitespace()
             let value = try parseValue(depth: depth)
             // Duplicate keys: the last one wins, as in Python's json module that the reference uses.
-            if let index = members.firstIndex(where: { $0.key == key }) {
-                members[index].value = value
+            if let existing = index.position(of: key, in: members) {
+                members[existing].value = value
             } else {
+                index.insert(key, at: members.count, in: members)
                 members.append(JSONObject.Member(key: key, value: value))
             }
             skipWhitespace()
@@ -253,5 +257,70 @@ private struct Parser {
             offset += 1
         }
         return value
+    }
+}
+
+/// Finds an object's keys among its members, comparing keys as code-point sequences (as Python's `json`
+/// does, so `"é"` precomposed and decomposed stay two keys). Up to `linearScanLimit` members a linear scan is
+/// cheapest; past it, an open-addressing table of member positions, hashed with the process-seeded `Hasher`
+/// over the key's UTF-8 bytes so crafted keys cannot force collisions.
+private struct KeyIndex {
+    static let linearScanLimit = 16
+    /// Each slot holds 32 bits of a key's hash (which also pick its slot) and its member position + 1
+    /// (0: empty), so most probes and every resize are settled without reading a key; empty until the
+    /// object outgrows the linear scan.
+    private var slots: [UInt64] = []
+    private var count = 0
+
+    func position(of key: String, in members: [JSONObject.Member]) -> Int? {
+        guard !slots.isEmpty else {
+            return members.firstIndex { Self.same($0.key, key) }
+        }
+        let tag = Self.tag(key)
+        var slot = Int(tag) & (slots.count - 1)
+        while slots[slot] != 0 {
+            if slots[slot] >> 32 == tag {
+                let position = Int(slots[slot] & 0xFFFF_FFFF) - 1
+                if Self.same(members[position].key, key) { return position }
+            }
+            slot = (slot + 1) & (slots.count - 1)
+        }
+        return nil
+    }
+
+    /// Records that `key` (not present yet) is at `position`; `members` are those before it.
+    mutating func insert(_ key: String, at position: Int, in members: [JSONObject.Member]) {
+        if slots.isEmpty {
+            guard position >= Self.linearScanLimit else { return }
+            slots = Array(repeating: 0, count: 64)
+            for (position, member) in members.enumerated() { place(Self.tag(member.key) << 32 | UInt64(position + 1)) }
+        } else if (count + 1) * 2 > slots.count {
+            let old = slots
+            slots = Array(repeating: 0, count: old.count * 2)
+            count = 0
+            for entry in old where entry != 0 { place(entry) }
+        }
+        place(Self.tag(key) << 32 | UInt64(position + 1))
+    }
+
+    private mutating func place(_ entry: UInt64) {
+        var slot = Int(entry >> 32) & (slots.count - 1)
+        while slots[slot] != 0 { slot = (slot + 1) & (slots.count - 1) }
+        slots[slot] = entry
+        count += 1
+    }
+
+    /// 32 bits of the key's hash: `Hasher` is seeded per process, so crafted keys cannot force collisions.
+    private static func tag(_ key: String) -> UInt64 {
+        var key = key
+        return key.withUTF8 { bytes in
+            var hasher = Hasher()
+            hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
+            return UInt64(UInt(bitPattern: hasher.finalize())) >> 32
+        }
+    }
+
+    private static func same(_ a: String, _ b: String) -> Bool {
+        a.utf8.elementsEqual(b.utf8)
     }
 }

@@ -11,8 +11,8 @@ struct VLLMProxyCommand: AsyncParsableCommand {
         commandName: "vllm-proxy",
         abstract: "Signing, end-to-end-encrypting proxy in front of vLLM, for confidential VMs.",
         discussion: "Configured entirely by environment variables:\n\n"
-            + ProxyConfig.variables.map { name, defaultValue, meaning in
-                "  \(name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(meaning) [default: \(defaultValue)]"
+            + ProxyConfig.variables.map { variable in
+                "  \(variable.name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(variable.helpText)"
             }.joined(separator: "\n"),
         subcommands: [Serve.self, Healthcheck.self],
         defaultSubcommand: Serve.self

@@ -32,6 +32,42 @@ import Testing
         #expect(value.objectValue?.count == 1)
     }
 
+    @Test func duplicateKeysInLargeObjectsKeepTheLastValueAtTheFirstPosition() throws {
+        // Past the linear-scan limit duplicates are found through the hash index; same answer either way.
+        let keys = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        let text = "{\(keys),\"k3\":\"again\",\"k39\":null,\"new\":1,\"k0\":[]}"
+        let object = try #require(try JSONValue(parsing: Array(text.utf8)).objectValue)
+        #expect(object.count == 41)
+        #expect(object.keys.prefix(4) == ["k0", "k1", "k2", "k3"])
+        #expect(object.keys.last == "new")
+        #expect(object["k3"] == .string("again"))
+        #expect(object["k39"] == .null)
+        #expect(object["k0"] == .array([]))
+    }
+
+    @Test(arguments: [2, 40])
+    func keysAreCodePointSequencesAsInPython(padding: Int) throws {
+        // "é" precomposed and decomposed are canonically equivalent Swift strings, but two keys for Python's
+        // json (and so for the reference): both stay, in small objects and in indexed large ones alike.
+        let filler = (0..<padding).map { "\"f\($0)\":0," }.joined()
+        let text = "{\(filler)\"\u{E9}\":1,\"e\u{301}\":2,\"\u{E9}\":3}"
+        let object = try #require(try JSONValue(parsing: Array(text.utf8)).objectValue)
+        #expect(object.count == padding + 2)
+        #expect(object.members.suffix(2).map(\.value) == [.number("3"), .number("2")])
+    }
+
+    @Test func oneHundredThousandDistinctKeysParse() throws {
+        let text = "{" + (0..<100_000).map { "\"k\($0)\":0" }.joined(separator: ",") + "}"
+        let object = try #require(try JSONValue(parsing: Array(text.utf8)).objectValue)
+        #expect(object.count == 100_000)
+        #expect(object["k99999"] == .number("0"))
+    }
+
+    @Test func hugeNumbersKeepTheirLiteral() throws {
+        let literal = "-" + String(repeating: "9", count: 100_000) + ".5e+" + String(repeating: "9", count: 1000)
+        #expect(try JSONValue(parsing: Array(literal.utf8)) == .number(literal))
+    }
+
     @Test(arguments: [
         "", "{", "[1,]", "{\"a\":}", "01", "1.", "-", "1e", "tru", "\"abc", "{\"a\" 1}", "[1] 2", "\"\u{01}\"",
         "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "{1:2}", "nul", "[1 2]",

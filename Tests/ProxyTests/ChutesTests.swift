@@ -109,15 +109,42 @@ import Testing
         }
     }
 
-    @Test func anEchoedKeyIsScrubbedFromErrorBodies() async throws {
+    /// SPEC §1/§7: no 12-character run of the key reaches the client, whatever form Chutes echoed it in; the
+    /// status passes, the message is rebuilt from Chutes' own when it is clean, else generic.
+    @Test func anEchoedKeyNeverReachesTheClientInAnyForm() async throws {
         try await ChutesHarness.run { chutes in
             try await ProxyHarness.run(environment: chutes.environment) { proxy in
-                let reply = try await proxy.post(
-                    "/v1/chutes/chat/completions", json: #"{"model":"stub-echo-auth","messages":[]}"#)
-                #expect(reply.status == 400)
-                #expect(reply.text.contains("Authorization: Bearer [REDACTED]"))
-                #expect(!reply.text.contains(ChutesHarness.apiKey))
+                for form in ["", "-detail", "-escaped", "-url", "-split", "-masked", "-text", "-clean"] {
+                    let reply = try await proxy.post(
+                        "/v1/chutes/chat/completions", json: #"{"model":"stub-echo-auth\#(form)","messages":[]}"#)
+                    #expect(reply.status == 400, "\(form)")
+                    expectErrorShape(reply, type: "upstream_error")
+                    let message = (reply.json["error"] as? [String: Any])?["message"] as? String ?? ""
+                    let generic = "The chutes upstream answered HTTP 400"
+                    let expected = form == "-clean" ? generic + ": model not found" : generic
+                    #expect(message == expected, "\(form)")
+                    let key = Array(ChutesHarness.apiKey)
+                    for start in 0...(key.count - 12) {
+                        #expect(!reply.text.contains(String(key[start..<(start + 12)])), "\(form)")
+                    }
+                }
             }
+        }
+    }
+
+    @Test func cleanScrubberMessagesPassAndResemblingOnesDoNot() {
+        let scrubber = CredentialScrubber(secret: "cpk_0123456789abcdefghij.klmnopqrstuv")
+        #expect(scrubber.safeMessage(fromErrorBody: Array(#"{"detail":"rate limited"}"#.utf8)) == "rate limited")
+        let nested = #"{"error":{"message":"no such model"}}"#
+        #expect(scrubber.safeMessage(fromErrorBody: Array(nested.utf8)) == "no such model")
+        for hostile in [
+            #"{"detail":"key cpk_0123456789abcdef"}"#, #"{"detail":"key CPK-01234567-89ABCDEF"}"#,
+            #"{"detail":"key cpk\u005f0123456789"}"#, #"{"detail":"k=cpk%5F0123456789ab"}"#,
+            #"{"detail":"k=cpk%255F0123456789ab"}"#, #"{"detail":"x","a":"cpk_01","b":"23456789"}"#,
+            #"{"detail":"cpk_0123…stuv"}"#, "not json", #"{"detail":"bell\u0007"}"#, #"{"detail":""}"#,
+            #"{"detail":"a\u200bb"}"#,
+        ] {
+            #expect(scrubber.safeMessage(fromErrorBody: Array(hostile.utf8)) == nil, "\(hostile)")
         }
     }
 

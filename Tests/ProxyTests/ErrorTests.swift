@@ -92,7 +92,8 @@ import Testing
 
     @Test func stalledStreamEndsWithAnErrorEventAndNoReceipt() async throws {
         let body = #"{"model":"stub-stall","stream":true,"messages":[]}"#
-        try await ProxyHarness.run(environment: ["UPSTREAM_TIMEOUT_SECONDS": "0.3"]) { proxy in
+        // 1 s, not less: the head must arrive within the timeout even while the whole suite runs in parallel.
+        try await ProxyHarness.run(environment: ["UPSTREAM_TIMEOUT_SECONDS": "1"]) { proxy in
             let reply = try await proxy.post("/v1/chat/completions", json: body)
             #expect(reply.status == 200)
             #expect(reply.text.hasSuffix(#""type":"upstream_timeout","param":null,"code":null}}"# + "\n\n"))

@@ -47,65 +47,74 @@ public struct ProxyConfig: Sendable {
         public var teeOnly: Bool = false
     }
 
-    /// Every variable the proxy reads, with its default and meaning; `--help` prints this table.
-    public static let variables: [(name: String, defaultValue: String, meaning: String)] = [
-        ("HOST", "0.0.0.0", "listen address"),
-        ("PORT", "8000", "listen port"),
-        ("TOKEN", "(required)", "bearer token clients must present (secret)"),
-        ("MODEL_NAME", "(required)", "namespace for shared-state keys"),
-        ("VLLM_BASE_URL", "http://vllm:8000", "local vLLM server"),
-        ("CHAT_CACHE_EXPIRATION", "1200", "seconds a signature record is kept"),
-        ("E2EE_REPLAY_WINDOW_SECONDS", "300", "allowed clock skew for E2EE v2 timestamps and replay-record lifetime"),
-        (
-            "E2EE_REPLAY_STORE_CAPACITY", "5000000",
-            "most live E2EE v2 replay claims (1-50000000); when full, v2 requests get 503 replay_store_full"
-        ),
-        ("REDIS_HOST", "(unset)", "shared state across replicas; unset (and no REDIS_URL) = in-process only"),
-        ("REDIS_PORT", "6379", "Redis port (1-65535)"),
-        ("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
-        ("REDIS_DB", "0", "Redis database number (0-15)"),
-        (
+    /// Every variable the proxy reads, with its default, meaning and, for numbers, the accepted range.
+    /// `--help` and the README's tables show this. A new numeric setting is one row here (`.integer` or
+    /// `.seconds` with its bounds) read in `init` through `integer(_:)` / `seconds(_:)`: the bounds are
+    /// then checked at start-up with the one-line error, and nothing else needs to know them.
+    public static let variables: [Variable] = [
+        .text("HOST", "0.0.0.0", "listen address"),
+        .integer("PORT", 8000, 0...65535, "listen port (0: any free port)"),
+        .text("TOKEN", "(required)", "bearer token clients must present (secret)"),
+        .text("MODEL_NAME", "(required)", "namespace for shared-state keys"),
+        .text("VLLM_BASE_URL", "http://vllm:8000", "local vLLM server"),
+        .integer("CHAT_CACHE_EXPIRATION", 1200, 1...31_536_000, "seconds a signature record is kept"),
+        .integer(
+            "E2EE_REPLAY_WINDOW_SECONDS", 300, 1...86_400,
+            "allowed clock skew for E2EE v2 timestamps and replay-record lifetime"),
+        .integer(
+            "E2EE_REPLAY_STORE_CAPACITY", defaultReplayStoreCapacity, 1...50_000_000,
+            "most live E2EE v2 replay claims; when full, v2 requests get 503 replay_store_full"),
+        .text("REDIS_HOST", "(unset)", "shared state across replicas; unset (and no REDIS_URL) = in-process only"),
+        .integer("REDIS_PORT", 6379, 1...65535, "Redis port"),
+        .text("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
+        .integer("REDIS_DB", 0, 0...15, "Redis database number"),
+        .text(
             "REDIS_URL", "(unset)",
-            "redis://[user:pass@]host:port/db or rediss:// (TLS); replaces the four above (secret)"
-        ),
-        ("REDIS_USERNAME", "(unset)", "Redis ACL user (needs a password)"),
-        ("REDIS_TLS", "false", "1/true/yes: TLS to Redis, certificate and hostname verified"),
-        ("REDIS_CA_FILE", "(unset)", "extra PEM trust roots for TLS to Redis"),
-        ("REDIS_TIMEOUT_MS", "100", "bound on every Redis command, connecting included (1-60000)"),
-        ("REDIS_RETRY_SECONDS", "10", "how long Redis is skipped after a failure (1-3600)"),
-        (
+            "redis://[user:pass@]host:port/db or rediss:// (TLS); replaces the four above (secret)"),
+        .text("REDIS_USERNAME", "(unset)", "Redis ACL user (needs a password)"),
+        .text("REDIS_TLS", "false", "1/true/yes: TLS to Redis, certificate and hostname verified"),
+        .text("REDIS_CA_FILE", "(unset)", "extra PEM trust roots for TLS to Redis"),
+        .integer("REDIS_TIMEOUT_MS", 100, 1...60_000, "bound on every Redis command, connecting included"),
+        .integer("REDIS_RETRY_SECONDS", 10, 1...3600, "how long Redis is skipped after a failure"),
+        .text(
             "E2EE_REPLAY_ON_REDIS_FAILURE", "reject",
-            "while Redis fails: reject (v2 E2EE gets 503) or local (this replica's claims only; weaker)"
-        ),
-        (
+            "while Redis fails: reject (v2 E2EE gets 503) or local (this replica's claims only; weaker)"),
+        .text(
             "DSTACK_SIMULATOR_ENDPOINT", "(unset)",
-            "dstack guest agent: http(s) URL or unix-socket path; unset = /var/run/dstack.sock"
+            "dstack guest agent: http(s) URL or unix-socket path; unset = /var/run/dstack.sock"),
+        .text("GPU_NO_HW_MODE", "0", "1/true/yes: collect no GPU evidence (development only)"),
+        .text("NVML_LIBRARY_PATH", "libnvidia-ml.so.1", "NVML library to dlopen (tests point it at a fake)"),
+        .text("TLS_CERT_PATH", "(unset)", "PEM certificate whose key attestation v2 binds"),
+        .integer("BASIC_MAX_REQUEST", 20, 1...1_000_000, "max concurrent in-flight basic-tier requests"),
+        .seconds(
+            "METRICS_POLL_INTERVAL_SECONDS", 2, 0.001...3600, clampedTo: 0.5...10,
+            "vLLM congestion polling interval"),
+        .seconds("METRICS_TIMEOUT_SECONDS", 2, 0.01...60, "timeout of one vLLM /metrics poll"),
+        .seconds(
+            "METRICS_MAX_AGE_SECONDS", 30, 0.001...86_400, clampedTo: 10...30,
+            "age after which a congestion reading is ignored"),
+        .text("CHUTES_ENABLED", "false", "1/true/yes turns the /v1/chutes routes on"),
+        .text("CHUTES_BASE_URL", "https://llm.chutes.ai", "Chutes API base; must be https://"),
+        .text("CHUTES_API_KEY", "(unset)", "Chutes API key, required when enabled (secret)"),
+        .text("CHUTES_CA_FILE", "(unset)", "extra PEM trust roots for the Chutes TLS connection"),
+        .text("CHUTES_E2EE", "false", "send Chutes completions through Chutes' E2EE transport (ML-KEM-768 to the GPU)"),
+        .text(
+            "CHUTES_E2E_BASE_URL", "https://api.chutes.ai",
+            "where /e2e/instances and /e2e/invoke live; must be https://"),
+        .text("CHUTES_TEE_ONLY", "false", "refuse Chutes models not marked confidential_compute (403)"),
+        .seconds(
+            "UPSTREAM_TIMEOUT_SECONDS", 600, 0.01...86_400,
+            "longest wait for an upstream response head, and between two stream chunks"),
+        .integer("MAX_BODY_BYTES", 10_485_760, 1...268_435_456, "largest request body accepted"),
+        .seconds("HEADER_TIMEOUT_SECONDS", 10, 1...300, "a request head must arrive within this"),
+        .seconds("BODY_TIMEOUT_SECONDS", 60, 1...3600, "a whole request body must arrive within this, else 408"),
+        .seconds("IDLE_TIMEOUT_SECONDS", 60, 1...3600, "an idle keep-alive connection is closed after this"),
+        .integer(
+            "ATTESTATION_MAX_WAITING", 8, 0...1000, "attestation requests that may wait for GPU evidence; more get 503"
         ),
-        ("GPU_NO_HW_MODE", "0", "1/true/yes: collect no GPU evidence (development only)"),
-        ("NVML_LIBRARY_PATH", "libnvidia-ml.so.1", "NVML library to dlopen (tests point it at a fake)"),
-        ("TLS_CERT_PATH", "(unset)", "PEM certificate whose key attestation v2 binds"),
-        ("BASIC_MAX_REQUEST", "20", "max concurrent in-flight basic-tier requests"),
-        ("METRICS_POLL_INTERVAL_SECONDS", "2", "vLLM congestion polling interval (clamped 0.5-10)"),
-        ("METRICS_TIMEOUT_SECONDS", "2", "timeout of one vLLM /metrics poll"),
-        ("METRICS_MAX_AGE_SECONDS", "30", "age after which a congestion reading is ignored (clamped 10-30)"),
-        ("CHUTES_ENABLED", "false", "1/true/yes turns the /v1/chutes routes on"),
-        ("CHUTES_BASE_URL", "https://llm.chutes.ai", "Chutes API base; must be https://"),
-        ("CHUTES_API_KEY", "(unset)", "Chutes API key, required when enabled (secret)"),
-        ("CHUTES_CA_FILE", "(unset)", "extra PEM trust roots for the Chutes TLS connection"),
-        ("CHUTES_E2EE", "false", "send Chutes completions through Chutes' E2EE transport (ML-KEM-768 to the GPU)"),
-        ("CHUTES_E2E_BASE_URL", "https://api.chutes.ai", "where /e2e/instances and /e2e/invoke live; must be https://"),
-        ("CHUTES_TEE_ONLY", "false", "refuse Chutes models not marked confidential_compute (403)"),
-        (
-            "UPSTREAM_TIMEOUT_SECONDS", "600",
-            "longest wait for an upstream response head, and between two stream chunks"
-        ),
-        ("MAX_BODY_BYTES", "10485760", "largest request body accepted"),
-        ("HEADER_TIMEOUT_SECONDS", "10", "a request head must arrive within this (1-300)"),
-        ("BODY_TIMEOUT_SECONDS", "60", "a whole request body must arrive within this, else 408 (1-3600)"),
-        ("IDLE_TIMEOUT_SECONDS", "60", "an idle keep-alive connection is closed after this (1-3600)"),
-        ("ATTESTATION_MAX_WAITING", "8", "attestation requests that may wait for GPU evidence; more get 503 (0-1000)"),
-        ("ATTESTATION_TIMEOUT_SECONDS", "30", "longest wait for GPU evidence, queueing included, else 503 (1-600)"),
-        ("LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
+        .seconds(
+            "ATTESTATION_TIMEOUT_SECONDS", 30, 1...600, "longest wait for GPU evidence, queueing included, else 503"),
+        .text("LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
     ]
 
     /// Reads and validates the configuration; the error names the offending variable and never a secret.
@@ -118,47 +127,11 @@ public struct ProxyConfig: Sendable {
             guard let value = string(name) else { throw .missing(name) }
             return value
         }
-        func integer(_ name: String, _ defaultValue: Int, minimum: Int = 0) throws(ConfigError) -> Int {
-            guard let text = string(name) else { return defaultValue }
-            guard let value = Int(text.trimmingSpaces), value >= minimum else {
-                throw .malformed(name, "must be an integer of at least \(minimum)")
-            }
-            return value
+        func integer(_ name: String) throws(ConfigError) -> Int {
+            Int(try Self.bounds(of: name).read(name, string(name)))
         }
-        func seconds(_ name: String, _ defaultValue: Double, range: ClosedRange<Double>? = nil) throws(ConfigError)
-            -> Duration
-        {
-            var value = defaultValue
-            if let text = string(name) {
-                guard let parsed = Double(text.trimmingSpaces), parsed.isFinite, parsed > 0 else {
-                    throw .malformed(name, "must be a positive number of seconds")
-                }
-                value = parsed
-            }
-            if let range { value = min(max(value, range.lowerBound), range.upperBound) }
-            return .milliseconds(Int64((value * 1000).rounded()))
-        }
-        /// Decimal seconds inside `range`; anything else (not a number, NaN, out of range) stops start-up.
-        func boundedSeconds(_ name: String, _ defaultValue: Double, within range: ClosedRange<Double>)
-            throws(ConfigError)
-            -> Duration
-        {
-            guard let text = string(name) else { return .milliseconds(Int64((defaultValue * 1000).rounded())) }
-            guard let value = Double(text.trimmingSpaces), value.isFinite, range.contains(value) else {
-                throw .malformed(
-                    name,
-                    "must be a number of seconds from \(range.lowerBound.formatted) to \(range.upperBound.formatted)")
-            }
-            return .milliseconds(Int64((value * 1000).rounded()))
-        }
-        func boundedInteger(_ name: String, _ defaultValue: Int, within range: ClosedRange<Int>) throws(ConfigError)
-            -> Int
-        {
-            guard let text = string(name) else { return defaultValue }
-            guard let value = Int(text.trimmingSpaces), range.contains(value) else {
-                throw .malformed(name, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
-            }
-            return value
+        func seconds(_ name: String) throws(ConfigError) -> Duration {
+            .milliseconds(Int64((try Self.bounds(of: name).read(name, string(name)) * 1000).rounded()))
         }
         func flag(_ name: String) -> Bool {
             guard let value = string(name)?.trimmingSpaces.lowercased() else { return false }
@@ -166,30 +139,25 @@ public struct ProxyConfig: Sendable {
         }
 
         self.host = string("HOST") ?? "0.0.0.0"
-        self.port = try integer("PORT", 8000)
-        guard port <= 65535 else { throw .malformed("PORT", "must be a port number (0-65535)") }
+        self.port = try integer("PORT")
         self.token = try required("TOKEN")
         self.modelName = try required("MODEL_NAME")
         self.vllmBaseURL = Self.trimTrailingSlash(string("VLLM_BASE_URL") ?? "http://vllm:8000")
         guard vllmBaseURL.hasPrefix("http://") || vllmBaseURL.hasPrefix("https://") else {
             throw .malformed("VLLM_BASE_URL", "must be an http:// or https:// URL")
         }
-        self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION", 1200, minimum: 1))
-        self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS", 300, minimum: 1)
-        self.e2eeReplayStoreCapacity = try integer(
-            "E2EE_REPLAY_STORE_CAPACITY", Self.defaultReplayStoreCapacity, minimum: 1)
-        guard e2eeReplayStoreCapacity <= 50_000_000 else {
-            throw .malformed("E2EE_REPLAY_STORE_CAPACITY", "must be an integer from 1 to 50000000")
-        }
+        self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION"))
+        self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS")
+        self.e2eeReplayStoreCapacity = try integer("E2EE_REPLAY_STORE_CAPACITY")
         self.redis = try RedisSettings.read(string)
         self.dstackEndpoint = string("DSTACK_SIMULATOR_ENDPOINT")
         self.gpuNoHardwareMode = flag("GPU_NO_HW_MODE")
         self.nvmlLibraryPath = string("NVML_LIBRARY_PATH")
         self.tlsCertPath = string("TLS_CERT_PATH")
-        self.basicMaxRequest = try integer("BASIC_MAX_REQUEST", 20, minimum: 1)
-        self.metricsPollInterval = try seconds("METRICS_POLL_INTERVAL_SECONDS", 2, range: 0.5...10)
-        self.metricsTimeout = try seconds("METRICS_TIMEOUT_SECONDS", 2)
-        self.metricsMaxAge = try seconds("METRICS_MAX_AGE_SECONDS", 30, range: 10...30)
+        self.basicMaxRequest = try integer("BASIC_MAX_REQUEST")
+        self.metricsPollInterval = try seconds("METRICS_POLL_INTERVAL_SECONDS")
+        self.metricsTimeout = try seconds("METRICS_TIMEOUT_SECONDS")
+        self.metricsMaxAge = try seconds("METRICS_MAX_AGE_SECONDS")
         self.chutes = ChutesSettings(
             enabled: flag("CHUTES_ENABLED"),
             baseURL: Self.trimTrailingSlash(string("CHUTES_BASE_URL") ?? "https://llm.chutes.ai"),
@@ -199,19 +167,26 @@ public struct ProxyConfig: Sendable {
             e2eBaseURL: Self.trimTrailingSlash(string("CHUTES_E2E_BASE_URL") ?? "https://api.chutes.ai"),
             teeOnly: flag("CHUTES_TEE_ONLY")
         )
-        self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS", 600)
-        self.maxBodyBytes = try integer("MAX_BODY_BYTES", 10_485_760, minimum: 1)
+        self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS")
+        self.maxBodyBytes = try integer("MAX_BODY_BYTES")
         self.connectionLimits = ConnectionLimits(
-            header: try boundedSeconds("HEADER_TIMEOUT_SECONDS", 10, within: 1...300),
-            body: try boundedSeconds("BODY_TIMEOUT_SECONDS", 60, within: 1...3600),
-            idle: try boundedSeconds("IDLE_TIMEOUT_SECONDS", 60, within: 1...3600))
-        self.attestationMaxWaiting = try boundedInteger("ATTESTATION_MAX_WAITING", 8, within: 0...1000)
-        self.attestationTimeout = try boundedSeconds("ATTESTATION_TIMEOUT_SECONDS", 30, within: 1...600)
+            header: try seconds("HEADER_TIMEOUT_SECONDS"), body: try seconds("BODY_TIMEOUT_SECONDS"),
+            idle: try seconds("IDLE_TIMEOUT_SECONDS"))
+        self.attestationMaxWaiting = try integer("ATTESTATION_MAX_WAITING")
+        self.attestationTimeout = try seconds("ATTESTATION_TIMEOUT_SECONDS")
         let level = string("LOG_LEVEL")?.lowercased() ?? "info"
         guard let logLevel = Logger.Level(rawValue: level) else {
             throw .malformed("LOG_LEVEL", "must be one of trace, debug, info, notice, warning, error, critical")
         }
         self.logLevel = logLevel
+    }
+
+    /// The declared bounds of a numeric variable; reading an undeclared one is a programming error.
+    static func bounds(of name: String) -> Bounds {
+        guard let bounds = variables.first(where: { $0.name == name })?.bounds else {
+            preconditionFailure("\(name) is not declared as a numeric variable in ProxyConfig.variables")
+        }
+        return bounds
     }
 
     /// 8 300 claims a second, above what this proxy can decrypt and claim on 2 cores (measured ≤ ~6 500), for
@@ -222,6 +197,102 @@ public struct ProxyConfig: Sendable {
         var url = url
         while url.hasSuffix("/") { url.removeLast() }
         return url
+    }
+}
+
+extension ProxyConfig {
+    /// One environment variable as `--help` and the README list it.
+    public struct Variable: Sendable {
+        public let name: String
+        /// The default as shown to operators (`(unset)`, `(required)` or a value).
+        public let defaultValue: String
+        public let meaning: String
+        /// The values a numeric variable accepts; nil for text, URLs and flags.
+        public let bounds: Bounds?
+
+        public static func text(_ name: String, _ defaultValue: String, _ meaning: String) -> Variable {
+            Variable(name: name, defaultValue: defaultValue, meaning: meaning, bounds: nil)
+        }
+
+        public static func integer(_ name: String, _ defaultValue: Int, _ range: ClosedRange<Int>, _ meaning: String)
+            -> Variable
+        {
+            let bounds = Bounds(
+                kind: .integer, defaultValue: Double(defaultValue),
+                range: Double(range.lowerBound)...Double(range.upperBound), clamp: nil)
+            return Variable(name: name, defaultValue: String(defaultValue), meaning: meaning, bounds: bounds)
+        }
+
+        public static func seconds(
+            _ name: String, _ defaultValue: Double, _ range: ClosedRange<Double>,
+            clampedTo clamp: ClosedRange<Double>? = nil, _ meaning: String
+        ) -> Variable {
+            let bounds = Bounds(kind: .seconds, defaultValue: defaultValue, range: range, clamp: clamp)
+            return Variable(
+                name: name, defaultValue: Bounds.format(defaultValue), meaning: meaning, bounds: bounds)
+        }
+
+        /// `meaning [default: X] [range: A-B]`, the line `--help` prints after the name.
+        public var helpText: String {
+            var text = "\(meaning) [default: \(defaultValue)]"
+            if let bounds { text += " [range: \(bounds.rangeText)]" }
+            return text
+        }
+    }
+
+    /// The accepted values of a numeric variable: anything else, malformed, `nan` or infinite, stops
+    /// start-up. Bounds keep every later conversion (to nanoseconds, to `Int64` sums) from trapping.
+    public struct Bounds: Sendable {
+        public enum Kind: Sendable {
+            /// Decimal digits with an optional sign.
+            case integer
+            /// A decimal number of seconds (fractions allowed).
+            case seconds
+        }
+
+        public let kind: Kind
+        public let defaultValue: Double
+        public let range: ClosedRange<Double>
+        /// In-range values are then clamped to this narrower range (SPEC §1's polling limits).
+        public let clamp: ClosedRange<Double>?
+
+        /// `A-B`, with the clamp when there is one.
+        public var rangeText: String {
+            let text = "\(Self.format(range.lowerBound))-\(Self.format(range.upperBound))"
+            guard let clamp else { return text }
+            return text + ", clamped to \(Self.format(clamp.lowerBound))-\(Self.format(clamp.upperBound))"
+        }
+
+        /// The value of `text` (nil or empty: the default), or the one-line error naming `name` and the range.
+        func read(_ name: String, _ text: String?) throws(ConfigError) -> Double {
+            guard let text else { return defaultValue }
+            let trimmed = text.trimmingSpaces
+            let parsed: Double?
+            switch kind {
+            case .integer: parsed = Int(trimmed).map(Double.init)
+            case .seconds: parsed = Self.decimal(trimmed)
+            }
+            guard let value = parsed, value.isFinite, range.contains(value) else {
+                let what = kind == .integer ? "an integer" : "a number of seconds"
+                throw .malformed(name, "must be \(what) in the range \(rangeText)")
+            }
+            guard let clamp else { return value }
+            return min(max(value, clamp.lowerBound), clamp.upperBound)
+        }
+
+        /// A plain decimal (`2`, `0.5`, `1e3`): `Double(_:)` alone would also take `nan`, `inf` and hex.
+        private static func decimal(_ text: String) -> Double? {
+            guard !text.isEmpty,
+                text.utf8.allSatisfy({
+                    ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || "+-.eE".utf8.contains($0)
+                })
+            else { return nil }
+            return Double(text)
+        }
+
+        static func format(_ value: Double) -> String {
+            value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+        }
     }
 }
 
@@ -244,9 +315,55 @@ extension String {
     }
 }
 
-extension Double {
-    /// `10` rather than `10.0` in a range message.
-    fileprivate var formatted: String {
-        rounded() == self && abs(self) < 1e15 ? String(Int64(self)) : String(self)
+// The configuration holds TOKEN, CHUTES_API_KEY and REDIS_PASSWORD: `"\(config)"`, `String(reflecting:)` and
+// `dump` must show its shape for debugging without ever printing a secret (SPEC §1).
+private let redacted = "<redacted>"
+
+extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "host": host, "port": port, "token": redacted, "modelName": modelName, "vllmBaseURL": vllmBaseURL,
+                "chatCacheExpiration": chatCacheExpiration, "e2eeReplayWindowSeconds": e2eeReplayWindowSeconds,
+                "e2eeReplayStoreCapacity": e2eeReplayStoreCapacity,
+                "redis": redis as Any, "dstackEndpoint": dstackEndpoint as Any,
+                "gpuNoHardwareMode": gpuNoHardwareMode, "nvmlLibraryPath": nvmlLibraryPath as Any,
+                "tlsCertPath": tlsCertPath as Any, "basicMaxRequest": basicMaxRequest,
+                "metricsPollInterval": metricsPollInterval, "metricsTimeout": metricsTimeout,
+                "metricsMaxAge": metricsMaxAge, "chutes": chutes, "upstreamTimeout": upstreamTimeout,
+                "maxBodyBytes": maxBodyBytes, "connectionLimits": connectionLimits,
+                "attestationMaxWaiting": attestationMaxWaiting, "attestationTimeout": attestationTimeout,
+                "logLevel": logLevel,
+            ], displayStyle: .struct)
     }
+    public var description: String { describeRedacted("ProxyConfig", customMirror) }
+    public var debugDescription: String { description }
+}
+
+extension ProxyConfig.ChutesSettings: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "enabled": enabled, "baseURL": baseURL, "apiKey": apiKey == nil ? "none" : redacted,
+                "caFile": caFile as Any, "e2ee": e2ee, "e2eBaseURL": e2eBaseURL, "teeOnly": teeOnly,
+            ], displayStyle: .struct)
+    }
+    public var description: String { describeRedacted("ChutesSettings", customMirror) }
+    public var debugDescription: String { description }
+}
+
+/// `Name(label: value, …)` from an already-redacted mirror, so description and mirror cannot disagree.
+private func describeRedacted(_ name: String, _ mirror: Mirror) -> String {
+    let fields = mirror.children.map { child in
+        let value: String
+        switch child.value {
+        case let text as String: value = text
+        case let nested as CustomStringConvertible: value = nested.description
+        default: value = String(describing: child.value)
+        }
+        return "\(child.label ?? "_"): \(value)"
+    }
+    return "\(name)(\(fields.joined(separator: ", ")))"
 }

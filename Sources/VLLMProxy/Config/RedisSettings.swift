@@ -12,27 +12,21 @@ extension ProxyConfig {
         /// What v2 replay claims do while Redis fails.
         public var replayFallback: ReplayFallback
 
-        public static let timeoutRange = 1...60_000
-        public static let retryRange = 1...3600
-
         /// Reads the `REDIS_*` variables and `E2EE_REPLAY_ON_REDIS_FAILURE`; every one is validated even when
         /// Redis is not configured, so a typo is caught before it matters. nil when no Redis is configured.
         static func read(_ string: (String) -> String?) throws(ConfigError) -> RedisSettings? {
-            func bounded(_ name: String, _ defaultValue: Int, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
-                guard let text = string(name) else { return defaultValue }
-                guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
-                    throw .malformed(name, "must be an integer in \(range.lowerBound)-\(range.upperBound)")
-                }
-                return value
+            // The one bounded reader: ranges and defaults are declared in `ProxyConfig.variables`.
+            func bounded(_ name: String) throws(ConfigError) -> Int {
+                Int(try ProxyConfig.bounds(of: name).read(name, string(name)))
             }
             func flag(_ name: String) -> Bool {
                 guard let value = string(name)?.trimmingCharacters(in: .whitespaces).lowercased() else { return false }
                 return ["1", "true", "yes"].contains(value)
             }
-            let port = try bounded("REDIS_PORT", RedisConfiguration.defaultPort, RedisConfiguration.portRange)
-            let database = try bounded("REDIS_DB", 0, RedisConfiguration.databaseRange)
-            let timeout = Duration.milliseconds(try bounded("REDIS_TIMEOUT_MS", 100, timeoutRange))
-            let retry = Duration.seconds(try bounded("REDIS_RETRY_SECONDS", 10, retryRange))
+            let port = try bounded("REDIS_PORT")
+            let database = try bounded("REDIS_DB")
+            let timeout = Duration.milliseconds(try bounded("REDIS_TIMEOUT_MS"))
+            let retry = Duration.seconds(try bounded("REDIS_RETRY_SECONDS"))
             let fallbackText = string("E2EE_REPLAY_ON_REDIS_FAILURE")?.trimmingCharacters(in: .whitespaces).lowercased()
             guard let fallback = ReplayFallback(rawValue: fallbackText ?? "reject") else {
                 throw .malformed("E2EE_REPLAY_ON_REDIS_FAILURE", "must be reject or local")

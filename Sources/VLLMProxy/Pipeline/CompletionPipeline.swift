@@ -8,6 +8,7 @@ import Hummingbird
 import JSON
 import Logging
 import NIOCore
+import SSE
 import SharedState
 import Signing
 
@@ -176,10 +177,19 @@ struct CompletionPipeline: Sendable {
     ) async throws -> Response {
         let body = try await upstream.collect(response, logger: logger)
         logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
-        let relayed = try upstream.relayedError(status: Int(response.status.code), body: body)
+        let status = Int(response.status.code)
         var headers = headers
         if sealed {
-            var error = ProxyError.upstreamError(status: Int(response.status.code))
+            try upstream.checkCredentialAccepted(status: status)
+            var error = ProxyError.upstreamError(status: status)
+            error.headers = headers
+            throw error
+        }
+        let relayed: ByteBuffer
+        do {
+            relayed = try upstream.relayedError(status: status, body: body)
+        } catch {
+            var error = error  // Chutes: its status with a scrubbed message
             error.headers = headers
             throw error
         }
@@ -236,7 +246,7 @@ struct CompletionPipeline: Sendable {
             status: .init(code: Int(response.status.code)), headers: headers,
             body: ResponseBody { writer in
                 defer { tickets.release() }
-                var relay = StreamRelay(sealer: sealer)
+                var relay = StreamRelay(sealer: sealer, upstream: upstream.name)
                 var chunks = response.body.makeAsyncIterator()
                 while true {
                     let chunk: ByteBuffer?
@@ -253,10 +263,11 @@ struct CompletionPipeline: Sendable {
                     }
                     guard let chunk else { break }
                     let out: ByteBuffer
-                    do throws(E2EEError) {
+                    do throws(ProxyError) {
                         out = try relay.pass(chunk)
                     } catch {
-                        try await writer.write(ByteBuffer(bytes: relay.errorEvent(ProxyError(error))))
+                        logger.warning("stream ended early", metadata: ["error.type": "\(error.type)"])
+                        try await writer.write(ByteBuffer(bytes: relay.errorEvent(error)))
                         try await writer.finish(nil)
                         return
                     }
@@ -301,36 +312,49 @@ struct ReceiptContext: Sendable {
 }
 
 /// Relays an event stream chunk by chunk, hashing exactly the bytes sent. Plain streams pass upstream
-/// chunks untouched (events are only split out until the chat `id` is seen); sealed streams re-frame
-/// each event with its fields encrypted (an unterminated partial event at the end is dropped).
+/// chunks untouched (events are only split out until the chat `id` is seen; after that the splitter only
+/// enforces the event cap); sealed streams re-frame each event with its fields encrypted (an
+/// unterminated partial event at the end is dropped). An event over the cap ends the stream.
 struct StreamRelay {
     private var hasher = SHA256()
-    private var splitter: SSEEventSplitter? = SSEEventSplitter()
+    private var splitter = SSEEventSplitter()
     private let sealer: ResponseSealer?
+    private let upstream: Upstream.Name
     private(set) var chatID: String?
     /// Set once a sealed stream carried an upstream error event; nothing after it is relayed.
     private(set) var upstreamFailed = false
 
-    init(sealer: ResponseSealer?) { self.sealer = sealer }
+    init(sealer: ResponseSealer?, upstream: Upstream.Name) {
+        self.sealer = sealer
+        self.upstream = upstream
+    }
 
-    mutating func pass(_ chunk: ByteBuffer) throws(E2EEError) -> ByteBuffer {
-        guard let sealer else { return passPlain(chunk) }
+    mutating func pass(_ chunk: ByteBuffer) throws(ProxyError) -> ByteBuffer {
+        let events: [ByteBuffer]
+        do {
+            events = try splitter.append(chunk)
+        } catch {
+            throw .upstreamEventTooLarge(upstream.rawValue, limit: error.limit)
+        }
+        guard let sealer else { return passPlain(chunk, events: events) }
         var out = ByteBuffer()
-        for event in splitter!.append(chunk) where !upstreamFailed { try seal(event, with: sealer, into: &out) }
+        do throws(E2EEError) {
+            for event in events where !upstreamFailed { try seal(event, with: sealer, into: &out) }
+        } catch {
+            throw ProxyError(error)
+        }
         hasher.update(data: out.readableBytesView)
         return out
     }
 
-    private mutating func passPlain(_ chunk: ByteBuffer) -> ByteBuffer {
-        if var splitter {
-            for event in splitter.append(chunk) {
-                guard let data = sseData(of: event), let json = try? JSONValue(parsing: data),
-                    let id = json["id"]?.stringValue
-                else { continue }
-                chatID = id
-                break
-            }
-            self.splitter = chatID == nil ? splitter : nil
+    private mutating func passPlain(_ chunk: ByteBuffer, events: [ByteBuffer]) -> ByteBuffer {
+        for event in events {
+            guard let data = sseData(of: event), let json = try? JSONValue(parsing: data),
+                let id = json["id"]?.stringValue
+            else { continue }
+            chatID = id
+            splitter.keepsEvents = false
+            break
         }
         hasher.update(data: chunk.readableBytesView)
         return chunk
@@ -341,7 +365,7 @@ struct StreamRelay {
     {
         guard let data = sseData(of: event) else { return }  // comments and keep-alives carry nothing
         if data.elementsEqual("[DONE]".utf8) {
-            out.writeImmutableBuffer(event)
+            out.writeString("data: [DONE]\n\n")
             return
         }
         // An event we cannot parse is dropped: it could carry plaintext we cannot seal.
@@ -360,8 +384,11 @@ struct StreamRelay {
         out.writeString("\n\n")
     }
 
+    /// The in-band error that ends a stream. A plain stream may have passed part of an event already: a
+    /// blank line first ends it, so the error arrives as an event of its own.
     func errorEvent(_ error: ProxyError) -> [UInt8] {
-        Array("data: ".utf8) + error.body + Array("\n\n".utf8)
+        let prefix = sealer == nil && splitter.hasPartialEvent ? "\n\ndata: " : "data: "
+        return Array(prefix.utf8) + error.body + Array("\n\n".utf8)
     }
 
     func finalHash() -> String { hasher.finalize().hex }

@@ -21,7 +21,13 @@ struct DecodedRequest: Sendable {
         self.received = bytes
         self.json = object
         self.isModified = false
-        self.isStream = object["stream"] == .bool(true)
+        // Only a JSON boolean decides: vLLM would coerce `"true"` or `1` and stream an answer we then
+        // treated as JSON (SPEC §2).
+        switch object["stream"] {
+        case nil, .null?: self.isStream = false
+        case .bool(let flag)?: self.isStream = flag
+        default: throw .invalidRequest("stream must be a boolean")
+        }
         stripEmptyToolCalls()
     }
 

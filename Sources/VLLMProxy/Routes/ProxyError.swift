@@ -50,6 +50,12 @@ extension ProxyError {
     static func upstreamTimeout(_ upstream: String) -> ProxyError {
         ProxyError(.gatewayTimeout, type: "upstream_timeout", message: "Upstream \(upstream) did not answer in time")
     }
+    /// An upstream stream event outgrew the cap (SPEC §2): the stream ends rather than memory growing.
+    static func upstreamEventTooLarge(_ upstream: String, limit: Int) -> ProxyError {
+        ProxyError(
+            .badGateway, type: "upstream_event_too_large",
+            message: "Upstream \(upstream) sent a stream event larger than \(limit) bytes")
+    }
     static func notFound(_ message: String) -> ProxyError {
         ProxyError(.notFound, type: "not_found", message: message)
     }

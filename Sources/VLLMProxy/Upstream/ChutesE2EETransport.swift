@@ -4,6 +4,7 @@ import JSON
 import Logging
 import NIOCore
 import NIOHTTP1
+import SSE
 
 /// How completions travel to an upstream: as plain HTTP(S), or sealed by Chutes' E2EE transport to the GPU
 /// instance. The pipeline does not know which: either way it gets a plain answer back.
@@ -236,7 +237,13 @@ struct DecryptedEventStream: AsyncSequence, Sendable {
         mutating func next() async throws -> ByteBuffer? {
             while let chunk = try await upstream.next() {
                 var out = ByteBuffer()
-                for event in splitter.append(chunk) {
+                let events: [ByteBuffer]
+                do {
+                    events = try splitter.append(chunk)
+                } catch {
+                    throw ProxyError.upstreamEventTooLarge("chutes", limit: error.limit)
+                }
+                for event in events {
                     guard let data = sseData(of: event) else { continue }
                     do throws(ChutesE2EEError) {
                         switch try decoder.decode(data) {

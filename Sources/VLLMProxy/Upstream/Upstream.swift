@@ -85,37 +85,28 @@ public struct Upstream: Sendable {
         }
     }
 
-    /// What the client gets when this upstream answers non-2xx: its status and body, with any occurrence of
-    /// our credential scrubbed out; a refused credential (401/403) is our misconfiguration, not the
-    /// client's, so it becomes `503 {name}_misconfigured`.
+    /// What the client gets when this upstream answers non-2xx. vLLM (no credential of ours) passes
+    /// through: its status and body. An upstream holding our API key (Chutes) could echo it in any form —
+    /// raw, JSON-escaped, URL-encoded, masked, split across fields — so its body never passes: the client
+    /// gets its status with a message rebuilt from the parsed `detail` / `error.message`, and a generic one
+    /// whenever any part of the body resembles the key (`CredentialScrubber`). A refused credential
+    /// (401/403) is our misconfiguration, not the client's: `503 {name}_misconfigured`.
     func relayedError(status: Int, body: ByteBuffer) throws(ProxyError) -> ByteBuffer {
+        try checkCredentialAccepted(status: status)
         guard let authorization else { return body }
-        if status == 401 || status == 403 {
-            throw ProxyError(
-                .serviceUnavailable, type: "\(name.rawValue)_misconfigured",
-                message: "The \(name.rawValue) upstream refused the configured API key (HTTP \(status))")
-        }
-        let secret = Array(authorization.dropFirst("Bearer ".count).utf8)
-        return ByteBuffer(bytes: Self.redact(secret, in: Array(body.readableBytesView)))
+        let scrubber = CredentialScrubber(secret: String(authorization.dropFirst("Bearer ".count)))
+        let generic = "The \(name.rawValue) upstream answered HTTP \(status)"
+        let message = scrubber.safeMessage(fromErrorBody: Array(body.readableBytesView)).map { "\(generic): \($0)" }
+        throw ProxyError(.init(code: status), type: "upstream_error", message: message ?? generic)
     }
 
-    static func redact(_ secret: [UInt8], in bytes: [UInt8]) -> [UInt8] {
-        guard !secret.isEmpty, bytes.count >= secret.count else { return bytes }
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var index = 0
-        while index < bytes.count {
-            if bytes[index] == secret[0], bytes.count - index >= secret.count,
-                bytes[index..<(index + secret.count)].elementsEqual(secret)
-            {
-                out.append(contentsOf: "[REDACTED]".utf8)
-                index += secret.count
-            } else {
-                out.append(bytes[index])
-                index += 1
-            }
-        }
-        return out
+    /// A 401/403 from an upstream holding our credential means the credential was refused: `503
+    /// {name}_misconfigured`, whatever else the answer says and whether or not the request was E2EE.
+    func checkCredentialAccepted(status: Int) throws(ProxyError) {
+        guard authorization != nil, status == 401 || status == 403 else { return }
+        throw ProxyError(
+            .serviceUnavailable, type: "\(name.rawValue)_misconfigured",
+            message: "The \(name.rawValue) upstream refused the configured API key (HTTP \(status))")
     }
 
     /// AsyncHTTPClient logs excerpts of every HTTP part at trace level — body bytes that may hold E2EE
