@@ -4,7 +4,7 @@ import Logging
 import Signing
 import VLLMProxy
 
-/// The `vllm-proxy` command: reads the environment, creates the keys, serves until SIGTERM/SIGINT.
+/// The `vllm-proxy` command: `serve` (the default) runs the proxy; `healthcheck` is the container's probe.
 @main
 struct VLLMProxyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,8 +13,16 @@ struct VLLMProxyCommand: AsyncParsableCommand {
         discussion: "Configured entirely by environment variables:\n\n"
             + ProxyConfig.variables.map { variable in
                 "  \(variable.name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(variable.helpText)"
-            }.joined(separator: "\n")
+            }.joined(separator: "\n"),
+        subcommands: [Serve.self, Healthcheck.self],
+        defaultSubcommand: Serve.self
     )
+}
+
+/// Reads the environment, creates the keys, serves until SIGTERM/SIGINT.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the proxy (the default when no subcommand is given).")
 
     func run() async throws {
         let config: ProxyConfig
@@ -59,5 +67,27 @@ struct VLLMProxyCommand: AsyncParsableCommand {
             throw error
         }
         try await services.shutdown()
+    }
+}
+
+/// Exits 0 when the proxy configured by this environment answers `GET /` with 200, else 1 (Docker's
+/// HEALTHCHECK convention). It reads the same variables as `serve`, so it probes the port the proxy uses.
+struct Healthcheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Probe the running proxy's GET / (exit 0 healthy, 1 unhealthy); for container health checks.")
+
+    func run() async throws {
+        let config: ProxyConfig
+        do {
+            config = try ProxyConfig(environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data(("unhealthy: " + error.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+        let url = LivenessProbe.url(host: config.host, port: config.port)
+        guard await LivenessProbe.check(url: url) else {
+            FileHandle.standardError.write(Data("unhealthy: no 200 from GET \(url)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }
