@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module graph (data flows one way, left to right):
-//   JSON, SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
+//   JSON, Redis → SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
 let package = Package(
     name: "vllm-proxy",
@@ -44,6 +44,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // A small RESP2 client on SwiftNIO; it knows nothing of receipts or replay claims.
+        .target(
+            name: "Redis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Chutes' own E2EE transport (ML-KEM-768 to the GPU instance); gzip through compress-nio's bounded
         // inflate over the system zlib.
         .target(
@@ -58,6 +68,7 @@ let package = Package(
         .target(
             name: "SharedState",
             dependencies: [
+                "Redis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -77,7 +88,7 @@ let package = Package(
         .target(
             name: "VLLMProxy",
             dependencies: [
-                "JSON", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE",
+                "JSON", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -129,6 +140,16 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
+        .testTarget(
+            name: "RedisTests",
+            dependencies: [
+                "Redis", "SharedState",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "ChutesE2EETests",
             dependencies: ["ChutesE2EE", "JSON", .product(name: "Crypto", package: "swift-crypto")]

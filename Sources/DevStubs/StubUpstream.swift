@@ -17,6 +17,14 @@ import Synchronization
 /// `stub-echo-auth` answers 400 with the `Authorization` header it received in the body (as a careless
 /// upstream might), to prove the proxy scrubs its key. With a `ChutesE2EEDevRelay` it also serves Chutes'
 /// E2EE endpoints (development only).
+///
+/// Like vLLM, it also answers in ways that carry request or generated text outside `content`, so tests can
+/// show the proxy keeps them from an E2EE client's gateway: a chat message without `role` gets vLLM's 400
+/// that echoes the message; `logprobs`, `top_logprobs`, `prompt_logprobs`, `echo`, `return_token_ids` and
+/// `tools` add what vLLM adds; a model containing `leaky` adds all of that and more (`tool_calls`,
+/// `refusal`, `stop_reason`, array-valued content in a second choice, unknown fields at every level); a
+/// model containing `stream-error` streams one piece, then vLLM's mid-stream error event echoing the
+/// prompt (`stream-error-flat`: the older top-level shape).
 public final class StubUpstream: Sendable {
     /// One request as the stub received it.
     public struct Recorded: Sendable {
@@ -147,6 +155,19 @@ public final class StubUpstream: Sendable {
                     "code": .integer(code),
                 ])
         }
+        if chat, let echoed = Self.messageWithoutRole(body) {
+            // vLLM's request validation error, which quotes the offending input.
+            let quoted = "{'content': '\(echoed)'}"
+            return Self.json(
+                .badRequest,
+                [
+                    "object": "error",
+                    "message": .string(
+                        "[{'type': 'missing', 'loc': ('body', 'messages', 0, 'role'), 'msg': 'Field required', 'input': \(quoted)}]"
+                    ),
+                    "type": "BadRequestError", "param": nil, "code": 400,
+                ])
+        }
         if model == "stub-echo-auth" {
             let header = request.headers[.authorization] ?? ""
             return Self.json(.badRequest, ["error": .string("bad request; you sent Authorization: \(header)")])
@@ -158,10 +179,13 @@ public final class StubUpstream: Sendable {
         // the stub's own answer to the same request.
         let digest = SHA256.hash(data: bytes).prefix(12).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         let id = (chat ? "chatcmpl-stub-" : "cmpl-stub-") + digest
-        let reply = "Echo: " + Self.lastText(body, chat: chat)
-        let reasoning = model.contains("reasoning") ? "Thinking about: \(Self.lastText(body, chat: chat))" : nil
+        let prompt = Self.lastText(body, chat: chat)
+        let leaks = Leaks(body)
+        let reply = (leaks.contains(.echo) ? prompt : "") + "Echo: " + prompt
+        let reasoning = model.contains("reasoning") ? "Thinking about: \(prompt)" : nil
         if body["stream"] == .bool(true) {
-            return stream(id: id, model: model, reply: reply, reasoning: reasoning, chat: chat)
+            return stream(
+                id: id, model: model, reply: reply, reasoning: reasoning, chat: chat, leaks: leaks, prompt: prompt)
         }
         var choice: JSONObject = ["index": 0, "finish_reason": "stop", "logprobs": nil]
         if chat {
@@ -170,34 +194,69 @@ public final class StubUpstream: Sendable {
                 message["reasoning_content"] = .string(reasoning)
                 message["reasoning"] = .string(reasoning)
             }
+            leaks.add(to: &message, text: reply)
             choice["message"] = .object(message)
         } else {
             choice["text"] = .string(reply)
         }
+        leaks.add(toChoice: &choice, text: reply)
+        var choices: [JSONValue] = [.object(choice)]
+        if chat, leaks.contains(.leaky) {
+            // A second choice whose content is an array, as some upstreams send structured output.
+            let parts: JSONValue = [["type": "text", "text": .string(reply)]]
+            choices.append(["index": 1, "finish_reason": "stop", "message": ["role": "assistant", "content": parts]])
+        }
         let words = reply.split(separator: " ").count
-        return Self.json(
-            .ok,
-            [
-                "id": .string(id), "object": chat ? "chat.completion" : "text_completion",
-                "created": .integer(Self.created), "model": .string(model),
-                "choices": [.object(choice)],
-                "usage": [
-                    "prompt_tokens": 5, "completion_tokens": .integer(words), "total_tokens": .integer(words + 5),
-                ],
-            ])
+        var response: JSONObject = [
+            "id": .string(id), "object": chat ? "chat.completion" : "text_completion",
+            "created": .integer(Self.created), "model": .string(model),
+            "choices": .array(choices),
+            "usage": [
+                "prompt_tokens": 5, "completion_tokens": .integer(words), "total_tokens": .integer(words + 5),
+            ],
+        ]
+        leaks.add(toResponse: &response, prompt: prompt, text: reply, chat: chat)
+        return Self.json(.ok, .object(response))
     }
 
-    private func stream(id: String, model: String, reply: String, reasoning: String?, chat: Bool) -> Response {
+    /// The `content` of the first chat message that has no `role`, as text (vLLM's 400 quotes it).
+    static func messageWithoutRole(_ body: JSONValue) -> String? {
+        for message in body["messages"]?.arrayValue ?? [] {
+            guard case .object(let object) = message, object["role"] == nil else { continue }
+            let content = object["content"] ?? ""
+            return content.stringValue ?? String(decoding: content.serialized(), as: UTF8.self)
+        }
+        return nil
+    }
+
+    private func stream(
+        id: String, model: String, reply: String, reasoning: String?, chat: Bool, leaks: Leaks, prompt: String
+    ) -> Response {
         let created = Self.created
         @Sendable func chunk(_ delta: JSONObject?, text: String?, finish: String?) -> ByteBuffer {
             var choice: JSONObject = ["index": 0, "logprobs": nil, "finish_reason": finish.map { .string($0) } ?? nil]
-            if chat { choice["delta"] = .object(delta ?? [:]) } else { choice["text"] = .string(text ?? "") }
-            let event: JSONValue = [
+            var delta = delta ?? [:]
+            let piece = text ?? delta["content"]?.stringValue
+            if let piece, !piece.isEmpty {
+                leaks.add(to: &delta, text: piece)
+                leaks.add(toChoice: &choice, text: piece)
+            }
+            if finish != nil, leaks.contains(.leaky) { choice["stop_reason"] = .string(reply) }
+            if chat { choice["delta"] = .object(delta) } else { choice["text"] = .string(text ?? "") }
+            var event: JSONObject = [
                 "id": .string(id), "object": chat ? "chat.completion.chunk" : "text_completion",
                 "created": .integer(created), "model": .string(model), "choices": [.object(choice)],
             ]
-            return ByteBuffer(bytes: Array("data: ".utf8) + event.serialized() + Array("\n\n".utf8))
+            if let piece, !piece.isEmpty { leaks.add(toResponse: &event, prompt: prompt, text: piece, chat: chat) }
+            return ByteBuffer(bytes: Array("data: ".utf8) + JSONValue.object(event).serialized() + Array("\n\n".utf8))
         }
+        @Sendable func event(_ value: JSONValue) -> ByteBuffer {
+            ByteBuffer(bytes: Array("data: ".utf8) + value.serialized() + Array("\n\n".utf8))
+        }
+        // Not `cond ? error : nil`: JSONValue is nil-literal-expressible, so that `nil` would be `.null`.
+        let failure: JSONValue? =
+            model.contains("stream-error")
+            ? Self.midStreamError(echoing: prompt, flat: model.contains("stream-error-flat")) : .none
         let pieces = reply.split(separator: " ", omittingEmptySubsequences: false).enumerated().map {
             $0.offset == 0 ? String($0.element) : " " + $0.element
         }
@@ -214,8 +273,24 @@ public final class StubUpstream: Sendable {
             for _ in 0..<count {
                 for piece in pieces {
                     try await writer.write(chunk(["content": .string(piece)], text: piece, finish: nil))
+                    if let failure {
+                        try await writer.write(event(failure))
+                        try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                        try await writer.finish(nil)
+                        return
+                    }
                     if delay > .zero { try await Task.sleep(for: delay) }
                 }
+            }
+            if chat, leaks.contains(.leaky) {
+                // A second choice whose content is an array, as some upstreams send structured output.
+                let parts: JSONValue = [["type": "text", "text": .string(reply)]]
+                try await writer.write(
+                    event([
+                        "id": .string(id), "object": "chat.completion.chunk", "created": .integer(created),
+                        "model": .string(model),
+                        "choices": [["index": 1, "finish_reason": nil, "delta": ["content": parts]]],
+                    ]))
             }
             try await writer.write(chunk([:], text: "", finish: "stop"))
             try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
@@ -233,6 +308,15 @@ public final class StubUpstream: Sendable {
             })
     }
 
+    /// vLLM's in-band error event; its message quotes the request, as vLLM's validation errors do.
+    static func midStreamError(echoing prompt: String, flat: Bool) -> JSONValue {
+        let error: JSONValue = [
+            "object": "error", "message": .string("generation failed for input {'content': '\(prompt)'}"),
+            "type": "BadRequestError", "param": nil, "code": 400,
+        ]
+        return flat ? error : ["error": error]
+    }
+
     /// The text of the last message (chat) or the prompt (text completion), whatever its content shape.
     static func lastText(_ body: JSONValue, chat: Bool) -> String {
         guard chat else { return body["prompt"]?.stringValue ?? "" }
@@ -248,5 +332,104 @@ public final class StubUpstream: Sendable {
         Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    }
+}
+
+/// What a request asks the stub to add beyond `content`, each as vLLM (or a careless upstream) would.
+struct Leaks: OptionSet, Sendable {
+    let rawValue: Int
+    static let logprobs = Leaks(rawValue: 1)
+    static let topLogprobs = Leaks(rawValue: 2)
+    static let promptLogprobs = Leaks(rawValue: 4)
+    static let echo = Leaks(rawValue: 8)
+    static let tokenIDs = Leaks(rawValue: 16)
+    static let tools = Leaks(rawValue: 32)
+    /// Everything above (but `echo`) and more: `refusal`, `stop_reason`, unknown fields, array content.
+    static let leaky = Leaks(rawValue: 64)
+
+    init(rawValue: Int) { self.rawValue = rawValue }
+
+    init(_ body: JSONValue) {
+        func asked(_ name: String) -> Bool {
+            guard let value = body[name], !value.isNull else { return false }
+            return value != .bool(false) && value != .number("0")
+        }
+        var leaks: Leaks = []
+        if (body["model"]?.stringValue ?? "").contains("leaky") {
+            leaks = [.leaky, .logprobs, .topLogprobs, .promptLogprobs, .tokenIDs, .tools]
+        }
+        if asked("logprobs") { leaks.insert(.logprobs) }
+        if asked("top_logprobs") { leaks.insert([.logprobs, .topLogprobs]) }
+        if body["prompt_logprobs"].map({ !$0.isNull }) ?? false { leaks.insert(.promptLogprobs) }
+        if asked("echo") { leaks.insert(.echo) }
+        if asked("return_token_ids") || asked("return_tokens_as_token_ids") { leaks.insert(.tokenIDs) }
+        if asked("tools") || asked("functions") { leaks.insert(.tools) }
+        self = leaks
+    }
+
+    /// Token-level entries for `text`, one per word: the token text and its UTF-8 bytes.
+    static func logprobs(_ text: String, top: Bool) -> JSONValue {
+        let tokens = text.split(separator: " ").map { word -> JSONValue in
+            let token: JSONObject = [
+                "token": .string(String(word)), "logprob": .number("-0.25"),
+                "bytes": .array(word.utf8.map { .integer($0) }),
+            ]
+            var entry = token
+            entry["top_logprobs"] = top ? [.object(token)] : []
+            return .object(entry)
+        }
+        return ["content": .array(tokens)]
+    }
+
+    /// Into a message or delta: tool calls whose arguments carry the text, `refusal`, unknown fields.
+    func add(to message: inout JSONObject, text: String) {
+        if contains(.tools) {
+            let arguments = String(decoding: JSONValue.object(["text": .string(text)]).serialized(), as: UTF8.self)
+            message["tool_calls"] = [
+                [
+                    "id": "call_stub", "type": "function", "index": 0,
+                    "function": ["name": "echo", "arguments": .string(arguments)],
+                ]
+            ]
+        }
+        if contains(.leaky) {
+            message["refusal"] = .string(text)
+            message["function_call"] = ["name": "echo", "arguments": .string(text)]
+            message["annotations"] = [["type": "note", "text": .string(text)]]
+            message["audio"] = ["transcript": .string(text)]
+            message["message"] = ["content": .string(text)]  // an allow-listed name at the wrong depth
+        }
+    }
+
+    /// Into a choice: `logprobs`, `token_ids`, `stop_reason` and unknown fields.
+    func add(toChoice choice: inout JSONObject, text: String) {
+        if contains(.logprobs) { choice["logprobs"] = Self.logprobs(text, top: contains(.topLogprobs)) }
+        if contains(.tokenIDs) { choice["token_ids"] = .array(text.utf8.map { .integer($0) }) }
+        if contains(.leaky) {
+            choice["stop_reason"] = .string(text)
+            choice["text"] = .string(text)
+            choice["content"] = .string(text)
+        }
+    }
+
+    /// Into the response or event: `prompt_logprobs`, `prompt_token_ids` and unknown fields.
+    func add(toResponse response: inout JSONObject, prompt: String, text: String, chat: Bool) {
+        if contains(.promptLogprobs) {
+            let entries = prompt.split(separator: " ").enumerated().map { offset, word -> JSONValue in
+                ["\(offset + 1)": ["logprob": .number("-1.5"), "rank": 1, "decoded_token": .string(String(word))]]
+            }
+            response["prompt_logprobs"] = .array([nil] + entries)
+        }
+        if contains(.tokenIDs) { response["prompt_token_ids"] = .array(prompt.utf8.map { .integer($0) }) }
+        if contains(.leaky) {
+            response["kv_transfer_params"] = ["text": .string(text)]
+            response["content"] = .string(text)
+            response["system_fingerprint"] = ["content": .string(text)]  // allow-listed name, wrong type
+            response["usage"] = [
+                "prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6,
+                "prompt_tokens_details": ["cached_tokens": 0, "note": .string(text)],
+                "leak": .string(text),
+            ]
+        }
     }
 }

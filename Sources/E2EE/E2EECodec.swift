@@ -53,8 +53,7 @@ public struct E2EECodec: Sendable {
         guard versionHeader == "2" || nonce != nil, let nonce, let timestamp else {
             return .encrypted(E2EESession(algorithm: algorithm, version: .v1, clientKey: clientKey))
         }
-        // Counted in Unicode scalars, as the reference counted Python code points.
-        guard nonce.unicodeScalars.count >= 16 else { throw .invalidNonce }
+        guard Self.isValidNonce(nonce) else { throw .invalidNonce }
         guard let seconds = Self.parseTimestamp(timestamp),
             seconds >= Int64(now) - Int64(replayWindow), seconds <= Int64(now) + Int64(replayWindow)
         else { throw .invalidTimestamp }
@@ -62,44 +61,113 @@ public struct E2EECodec: Sendable {
         return .encrypted(E2EESession(algorithm: algorithm, version: version, clientKey: clientKey))
     }
 
-    /// Decrypts `messages[i].content` in place (SPEC §4). Does not claim the replay key; the caller
-    /// does that after this succeeds.
+    /// Most encrypted fields one request may carry: they are counted before any is decrypted, so one
+    /// request costs at most this many key agreements.
+    public static let maxEncryptedFields = 1024
+
+    /// Opens an E2EE request body in place, in SPEC §4's order: finds and counts the encrypted fields
+    /// (`messages[i].content` strings and `{"type":"text"}` items' `text`) and checks they are hex; refuses
+    /// parameters that would return text outside the sealed fields; then decrypts every field. Does not
+    /// claim the replay key; the caller does that after this succeeds, so a claim is only ever made once
+    /// at least one field decrypted.
     public func openRequest(_ body: inout JSONValue, session: E2EESession) throws(E2EEError) {
-        guard case .object(var root) = body, case .array(var messages)? = root["messages"] else { return }
+        _ = try open(&body, session: session)
+    }
+
+    /// `openRequest`, returning how many key agreements it took (one per distinct ephemeral key).
+    func open(_ body: inout JSONValue, session: E2EESession) throws(E2EEError) -> Int {
+        guard case .object(var root) = body, case .array(var messages)? = root["messages"] else {
+            throw .noEncryptedField
+        }
+        let fields = try Self.encryptedFields(in: messages)
+        try E2EERequestPolicy.refuseUnsupportedParameters(in: root)
+
         let model = Self.aadText(root["model"])
-        for index in messages.indices {
+        var keys = RequestKeys(server: server, algorithm: session.algorithm)
+        func decrypt(_ field: EncryptedField) throws(E2EEError) -> [UInt8] {
+            let aad = session.aadSuffix.map {
+                "v2|req|algo=\(session.algorithm.rawValue)|model=\(model)|m=\(field.message)|c=\(field.item.map(String.init) ?? "-")"
+                    + $0
+            }
+            return try keys.decrypt(field: field.bytes, aad: aad.map { Array($0.utf8) })
+        }
+        // Fields come in message order; each message is taken out, edited once for all its fields, put back.
+        var start = 0
+        while start < fields.count {
+            let index = fields[start].message
+            var end = start + 1
+            while end < fields.count, fields[end].message == index { end += 1 }
+            defer { start = end }
             guard case .object(var message) = messages[index], let content = message["content"] else { continue }
             switch content {
-            case .string(let field):
-                let aad = session.aadSuffix.map {
-                    "v2|req|algo=\(session.algorithm.rawValue)|model=\(model)|m=\(index)|c=-" + $0
-                }
-                let plaintext = try decrypt(
-                    field: field, algorithm: session.algorithm, aad: aad, path: "messages[\(index)].content")
-                message["content"] = try Self.content(from: plaintext)
+            case .string:
+                message["content"] = try Self.content(from: decrypt(fields[start]))
             case .array(var items):
-                for itemIndex in items.indices {
-                    guard case .object(var item) = items[itemIndex], item["type"] == "text",
-                        case .string(let field)? = item["text"]
-                    else { continue }
-                    let aad = session.aadSuffix.map {
-                        "v2|req|algo=\(session.algorithm.rawValue)|model=\(model)|m=\(index)|c=\(itemIndex)" + $0
+                for field in fields[start..<end] {
+                    guard let item = field.item, case .object(var object) = items[item] else { continue }
+                    guard let text = String(validating: try decrypt(field), as: UTF8.self) else {
+                        throw .decryptionFailed
                     }
-                    let plaintext = try decrypt(
-                        field: field, algorithm: session.algorithm, aad: aad,
-                        path: "messages[\(index)].content[\(itemIndex)].text")
-                    guard let text = String(validating: plaintext, as: UTF8.self) else { throw .decryptionFailed }
-                    item["text"] = .string(text)
-                    items[itemIndex] = .object(item)
+                    object["text"] = .string(text)
+                    items[item] = .object(object)
                 }
                 message["content"] = .array(items)
             default:
-                continue
+                break
             }
             messages[index] = .object(message)
         }
         root["messages"] = .array(messages)
         body = .object(root)
+        return keys.agreements
+    }
+
+    /// One ciphertext field of a request: where it is and its bytes.
+    private struct EncryptedField {
+        let message: Int
+        /// The content item's index, or nil for a string content.
+        let item: Int?
+        let bytes: [UInt8]
+    }
+
+    /// Every encrypted field, in order: counted first (at most `maxEncryptedFields`, at least one), then
+    /// each checked to be hex.
+    private static func encryptedFields(in messages: [JSONValue]) throws(E2EEError) -> [EncryptedField] {
+        var located: [(message: Int, item: Int?, text: String)] = []
+        for index in messages.indices {
+            guard case .object(let message) = messages[index], let content = message["content"] else { continue }
+            switch content {
+            case .string(let text):
+                located.append((index, nil, text))
+            case .array(let items):
+                for itemIndex in items.indices {
+                    guard case .object(let item) = items[itemIndex], item["type"] == "text",
+                        case .string(let text)? = item["text"]
+                    else { continue }
+                    located.append((index, itemIndex, text))
+                    if located.count > maxEncryptedFields { throw .tooManyFields }
+                }
+            default:
+                continue
+            }
+            if located.count > maxEncryptedFields { throw .tooManyFields }
+        }
+        guard !located.isEmpty else { throw .noEncryptedField }
+        var fields: [EncryptedField] = []
+        fields.reserveCapacity(located.count)
+        for field in located {
+            let path = "messages[\(field.message)].content" + (field.item.map { "[\($0)].text" } ?? "")
+            guard !field.text.isEmpty, let bytes = Hex.decode(field.text) else { throw .invalidContent(path) }
+            fields.append(EncryptedField(message: field.message, item: field.item, bytes: bytes))
+        }
+        return fields
+    }
+
+    /// 16–128 printable ASCII characters (`!`–`~`) other than `|`, which separates the AAD's parts: hex,
+    /// base64 and UUID nonces qualify, and the length bounds what a claim key costs to hold.
+    static func isValidNonce(_ nonce: String) -> Bool {
+        (16...128).contains(nonce.utf8.count)
+            && nonce.utf8.allSatisfy { $0 >= UInt8(ascii: "!") && $0 <= UInt8(ascii: "~") && $0 != UInt8(ascii: "|") }
     }
 
     /// A sealer for one response to `session`'s client, with one fresh ephemeral key.

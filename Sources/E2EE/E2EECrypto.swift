@@ -124,10 +124,10 @@ enum E2EECrypto {
         }
     }
 
-    /// Splits a field and opens it with `agree`, which turns the ephemeral public key into a shared secret.
+    /// Splits a field and opens it with the AES key `key` derives from its ephemeral public key.
     static func open(
         field: [UInt8], algorithm: SigningAlgo, aad: [UInt8]?,
-        agree: (_ ephemeralPublic: [UInt8]) throws(E2EEError) -> [UInt8]
+        key deriveKey: (_ ephemeralPublic: [UInt8]) throws(E2EEError) -> SymmetricKey
     ) throws(E2EEError) -> [UInt8] {
         let ephemeralLength = ephemeralPublicKeyLength(algorithm)
         guard field.count >= ephemeralLength + nonceLength + tagLength else { throw .decryptionFailed }
@@ -135,7 +135,7 @@ enum E2EECrypto {
         let nonce = field[ephemeralLength..<(ephemeralLength + nonceLength)]
         let ciphertext = field[(ephemeralLength + nonceLength)..<(field.count - tagLength)]
         let tag = field[(field.count - tagLength)...]
-        let key = aesKey(sharedSecret: try agree(ephemeral), algorithm: algorithm)
+        let key = try deriveKey(ephemeral)
         do {
             let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: nonce), ciphertext: ciphertext, tag: tag)
             return Array(try AES.GCM.open(box, using: key, authenticating: aad ?? []))
@@ -182,20 +182,52 @@ struct ServerKeys: Sendable {
     /// Decrypts a field that a client encrypted to this instance's key for `algorithm`.
     func decrypt(field: [UInt8], algorithm: SigningAlgo, aad: [UInt8]?) throws(E2EEError) -> [UInt8] {
         try E2EECrypto.open(field: field, algorithm: algorithm, aad: aad) { ephemeral throws(E2EEError) in
-            switch algorithm {
-            case .ecdsa:
-                guard let point = try? Secp256k1PublicKey(bytes: ephemeral),
-                    let secret = try? secp256k1.sharedSecret(with: point)
-                else { throw .decryptionFailed }
-                return secret
-            case .ed25519:
-                return try E2EECrypto.x25519(x25519, ephemeral, failure: .decryptionFailed)
-            }
+            try aesKey(ephemeral: ephemeral, algorithm: algorithm)
         }
+    }
+
+    /// The AES key a client's ephemeral public key shares with this instance: one key agreement.
+    func aesKey(ephemeral: [UInt8], algorithm: SigningAlgo) throws(E2EEError) -> SymmetricKey {
+        let secret: [UInt8]
+        switch algorithm {
+        case .ecdsa:
+            guard let point = try? Secp256k1PublicKey(bytes: ephemeral),
+                let shared = try? secp256k1.sharedSecret(with: point)
+            else { throw .decryptionFailed }
+            secret = shared
+        case .ed25519:
+            secret = try E2EECrypto.x25519(x25519, ephemeral, failure: .decryptionFailed)
+        }
+        return E2EECrypto.aesKey(sharedSecret: secret, algorithm: algorithm)
     }
 
     /// Whether X25519 with this peer yields a usable (non-zero) secret, i.e. the point is not of low order.
     func acceptsForKeyAgreement(x25519 u: [UInt8]) -> Bool {
         (try? E2EECrypto.x25519(x25519, u, failure: .decryptionFailed)) != nil
+    }
+}
+
+/// The AES keys of one request, one key agreement per distinct ephemeral public key: a client (or a
+/// gateway) that repeats one ephemeral key across many fields costs one ECDH, not one per field.
+struct RequestKeys {
+    let server: ServerKeys
+    let algorithm: SigningAlgo
+    private var keys: [[UInt8]: SymmetricKey] = [:]
+    /// Key agreements performed so far (for tests).
+    private(set) var agreements = 0
+
+    init(server: ServerKeys, algorithm: SigningAlgo) {
+        self.server = server
+        self.algorithm = algorithm
+    }
+
+    mutating func decrypt(field: [UInt8], aad: [UInt8]?) throws(E2EEError) -> [UInt8] {
+        try E2EECrypto.open(field: field, algorithm: algorithm, aad: aad) { ephemeral throws(E2EEError) in
+            if let known = keys[ephemeral] { return known }
+            agreements += 1
+            let key = try server.aesKey(ephemeral: ephemeral, algorithm: algorithm)
+            keys[ephemeral] = key
+            return key
+        }
     }
 }

@@ -29,15 +29,114 @@ public struct ResponseSealer: Sendable {
         self.nonces = nonces
     }
 
-    /// Encrypts `choices[i].message.{content,reasoning_content,reasoning}` where they are strings.
+    /// The outgoing JSON response: only allow-listed metadata, with `choices[i].message.{content,
+    /// reasoning_content,reasoning}` encrypted where they are strings (see `allowListed`).
     public func seal(_ response: inout JSONValue) throws(E2EEError) {
-        try sealChoices(of: &response, container: "message", dropEmptyContent: false)
+        response = try allowListed(response, container: "message", dropEmptyContent: false)
     }
 
-    /// Encrypts one stream event's `choices[i].delta` fields, after dropping an empty `delta.content`
-    /// (so a client never sees a ciphertext of nothing).
+    /// One outgoing stream event: the same allow-list over `choices[i].delta`, after dropping an empty
+    /// `delta.content` (so a client never sees a ciphertext of nothing).
     public func sealChunk(_ chunk: inout JSONValue) throws(E2EEError) {
-        try sealChoices(of: &chunk, container: "delta", dropEmptyContent: true)
+        chunk = try allowListed(chunk, container: "delta", dropEmptyContent: true)
+    }
+
+    /// Finish reasons an upstream may report; any other value is dropped rather than relayed.
+    static let finishReasons: Set<String> = [
+        "stop", "length", "tool_calls", "function_call", "content_filter", "abort", "error",
+    ]
+
+    /// Builds a new document from `value`, taking only what may leave under E2EE (SPEC §4, "Confidentiality
+    /// under a hostile gateway"): `id`, `object`, `model`, `system_fingerprint` (strings or null),
+    /// `created` (a number), `usage` (numbers, and objects of numbers one level down), and per choice
+    /// `index` (a number), `finish_reason` (null or a known reason), and of `container` the `role` (a
+    /// string) and the sealed fields (strings encrypted, null kept). Everything else is never copied:
+    /// an allow-list, so a field no one thought of (`logprobs`, `tool_calls`, `refusal`, `stop_reason`,
+    /// array content, whatever an upstream adds next) cannot carry plaintext out.
+    func allowListed(_ value: JSONValue, container: String, dropEmptyContent: Bool) throws(E2EEError) -> JSONValue {
+        guard case .object(let root) = value else { return .object([:]) }
+        // Each event binds its own model and id (the reference read them from the object being sealed).
+        let model = E2EECodec.aadText(root["model"])
+        let id = E2EECodec.aadText(root["id"])
+        var out: [JSONObject.Member] = []
+        for (key, member) in root {
+            switch (key, member) {
+            case ("id", .string), ("id", .null), ("object", .string), ("object", .null), ("model", .string),
+                ("model", .null), ("system_fingerprint", .string), ("system_fingerprint", .null),
+                ("created", .number):
+                out.append(.init(key: key, value: member))
+            case ("usage", .object(let usage)):
+                out.append(.init(key: key, value: .object(Self.numbers(in: usage, depth: 1))))
+            case ("choices", .array(let choices)):
+                var sealed: [JSONValue] = []
+                sealed.reserveCapacity(choices.count)
+                for (position, choice) in choices.enumerated() {
+                    sealed.append(
+                        try allowListedChoice(
+                            choice, position: position, container: container, dropEmptyContent: dropEmptyContent,
+                            model: model, id: id))
+                }
+                out.append(.init(key: key, value: .array(sealed)))
+            default:
+                continue
+            }
+        }
+        return .object(JSONObject(out))
+    }
+
+    /// One choice; a choice that is not an object becomes `{}` so positions (which the AAD binds) stay put.
+    private func allowListedChoice(
+        _ value: JSONValue, position: Int, container: String, dropEmptyContent: Bool, model: String, id: String
+    ) throws(E2EEError) -> JSONValue {
+        guard case .object(let choice) = value else { return .object([:]) }
+        var out: [JSONObject.Member] = []
+        for (key, member) in choice {
+            switch (key, member) {
+            case ("index", .number), ("finish_reason", .null):
+                out.append(.init(key: key, value: member))
+            case ("finish_reason", .string(let reason)) where Self.finishReasons.contains(reason):
+                out.append(.init(key: key, value: member))
+            case (container, .object(let fields)):
+                var sealed: [JSONObject.Member] = []
+                for (name, field) in fields {
+                    switch (name, field) {
+                    case ("role", .string):
+                        sealed.append(.init(key: name, value: field))
+                    case ("content", .string("")) where dropEmptyContent:
+                        continue
+                    case (_, .string(let text)) where Self.fieldNames.contains(name):
+                        // `choice` is the position in the array, as in the reference, not the choice's `index` member.
+                        let aad = session.aadSuffix.map {
+                            "v2|resp|algo=\(session.algorithm.rawValue)|model=\(model)|id=\(id)|choice=\(position)|field=\(name)"
+                                + $0
+                        }
+                        sealed.append(.init(key: name, value: .string(try sealField(text, aad: aad))))
+                    case (_, .null) where Self.fieldNames.contains(name):
+                        sealed.append(.init(key: name, value: .null))
+                    default:
+                        continue
+                    }
+                }
+                out.append(.init(key: key, value: .object(JSONObject(sealed))))
+            default:
+                continue
+            }
+        }
+        return .object(JSONObject(out))
+    }
+
+    /// The number members of a usage object, and (while `depth` allows) its object members' numbers.
+    private static func numbers(in object: JSONObject, depth: Int) -> JSONObject {
+        var out: [JSONObject.Member] = []
+        for (key, member) in object {
+            switch member {
+            case .number: out.append(.init(key: key, value: member))
+            case .object(let nested) where depth > 0:
+                out.append(.init(key: key, value: .object(numbers(in: nested, depth: depth - 1))))
+            default: continue
+            }
+        }
+        return JSONObject(out)
     }
 
     /// hex(ephemeral ‖ nonce ‖ ciphertext ‖ tag) of `plaintext` with the given AAD.
@@ -51,36 +150,6 @@ public struct ResponseSealer: Sendable {
             plaintext: Array(plaintext.utf8), key: key, ephemeralPublic: ephemeralPublic, nonce: nonce,
             aad: aad.map { Array($0.utf8) })
         return Hex.encode(field)
-    }
-
-    private func sealChoices(of value: inout JSONValue, container: String, dropEmptyContent: Bool)
-        throws(E2EEError)
-    {
-        guard case .object(var root) = value, case .array(var choices)? = root["choices"] else { return }
-        // Each event binds its own model and id (the reference read them from the object being sealed).
-        let model = E2EECodec.aadText(root["model"])
-        let id = E2EECodec.aadText(root["id"])
-        for index in choices.indices {
-            guard case .object(var choice) = choices[index], case .object(var fields)? = choice[container] else {
-                continue
-            }
-            if dropEmptyContent, fields["content"] == "" {
-                fields["content"] = nil
-            }
-            for name in Self.fieldNames {
-                guard case .string(let text)? = fields[name] else { continue }
-                // `choice` is the position in the array, as in the reference, not the choice's `index` member.
-                let aad = session.aadSuffix.map {
-                    "v2|resp|algo=\(session.algorithm.rawValue)|model=\(model)|id=\(id)|choice=\(index)|field=\(name)"
-                        + $0
-                }
-                fields[name] = .string(try sealField(text, aad: aad))
-            }
-            choice[container] = .object(fields)
-            choices[index] = .object(choice)
-        }
-        root["choices"] = .array(choices)
-        value = .object(root)
     }
 }
 

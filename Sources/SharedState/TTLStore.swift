@@ -1,95 +1,164 @@
 import Synchronization
 
-/// In-process `SharedStore`: entries expire after their TTL and the oldest are evicted past `capacity`,
-/// so memory stays bounded whatever the request rate.
+/// In-process `SharedStore`: entries expire after their TTL and at most `capacity` live at once, so memory
+/// stays bounded whatever the request rate. What happens at capacity is the store's `FullPolicy`.
 public final class TTLStore: SharedStore {
+    /// What a full store does with a new key.
+    public enum FullPolicy: Sendable {
+        /// Evict the live entry closest to expiry (the oldest, when every TTL is the same): for caches
+        /// such as signature records, where losing an entry early costs a lookup, not safety.
+        case evictSoonestExpiring
+        /// Keep every live entry and refuse the new one (`claim` answers `.full`, `put` is dropped): for
+        /// replay claims, where evicting a live claim would let its request be replayed.
+        case refuse
+    }
+
     private struct Entry {
         var value: [UInt8]
         var expiry: ContinuousClock.Instant
         var sequence: UInt64
     }
 
+    /// One scheduled expiry; stale when its key was rewritten (other sequence) or removed since.
+    private struct Deadline {
+        var expiry: ContinuousClock.Instant
+        var sequence: UInt64
+        var key: String
+
+        func precedes(_ other: Deadline) -> Bool {
+            expiry != other.expiry ? expiry < other.expiry : sequence < other.sequence
+        }
+    }
+
     private struct State {
         var entries: [String: Entry] = [:]
-        // Insertion order for eviction; stale positions (key rewritten or removed) are skipped lazily.
-        var order: [(key: String, sequence: UInt64)] = []
-        var head = 0
+        /// A binary min-heap of deadlines ordered by expiry: purging expired entries and finding the one to
+        /// evict are O(log n), whatever order the TTLs arrive in (replay claims have varying lifetimes).
+        var deadlines: [Deadline] = []
         var nextSequence: UInt64 = 0
 
-        mutating func popOldest() -> (key: String, sequence: UInt64)? {
-            guard head < order.count else { return nil }
-            let oldest = order[head]
-            head += 1
-            if head > 1024 && head * 2 > order.count {
-                order.removeFirst(head)
-                head = 0
+        func isCurrent(_ deadline: Deadline) -> Bool { entries[deadline.key]?.sequence == deadline.sequence }
+
+        mutating func push(_ deadline: Deadline) {
+            deadlines.append(deadline)
+            var child = deadlines.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard deadlines[child].precedes(deadlines[parent]) else { break }
+                deadlines.swapAt(child, parent)
+                child = parent
             }
-            return oldest
+        }
+
+        mutating func popFirst() -> Deadline? {
+            guard !deadlines.isEmpty else { return nil }
+            deadlines.swapAt(0, deadlines.count - 1)
+            let first = deadlines.removeLast()
+            siftDown(from: 0)
+            return first
+        }
+
+        mutating func siftDown(from start: Int) {
+            var parent = start
+            while true {
+                let left = 2 * parent + 1
+                let right = left + 1
+                var first = parent
+                if left < deadlines.count, deadlines[left].precedes(deadlines[first]) { first = left }
+                if right < deadlines.count, deadlines[right].precedes(deadlines[first]) { first = right }
+                guard first != parent else { return }
+                deadlines.swapAt(parent, first)
+                parent = first
+            }
+        }
+
+        /// Removes every expired entry, and stale deadlines that reach the top on the way.
+        mutating func purge(now: ContinuousClock.Instant) {
+            while let first = deadlines.first, first.expiry <= now || !isCurrent(first) {
+                _ = popFirst()
+                if isCurrent(first) { entries[first.key] = nil }
+            }
+        }
+
+        /// Removes the live entry closest to expiry.
+        mutating func evictFirst() {
+            while let first = popFirst() {
+                if isCurrent(first) {
+                    entries[first.key] = nil
+                    return
+                }
+            }
+        }
+
+        /// Rewriting a live key leaves its old deadline behind; once stale ones outnumber live ones, rebuild
+        /// the heap from the live entries (O(n), amortised O(1) per write) so it stays within 2n + 64.
+        mutating func compactIfMostlyStale() {
+            guard deadlines.count > 2 * entries.count + 64 else { return }
+            deadlines = entries.map { Deadline(expiry: $0.value.expiry, sequence: $0.value.sequence, key: $0.key) }
+            for index in stride(from: deadlines.count / 2 - 1, through: 0, by: -1) { siftDown(from: index) }
         }
     }
 
     private let state = Mutex(State())
     private let capacity: Int
+    private let policy: FullPolicy
     private let now: @Sendable () -> ContinuousClock.Instant
 
     /// - Parameters:
-    ///   - capacity: most entries kept; the oldest are evicted first.
+    ///   - capacity: most live entries kept.
+    ///   - whenFull: evict (caches) or refuse (replay claims) once `capacity` entries are live.
     ///   - now: the clock, injectable so tests can move time.
-    public init(capacity: Int = 100_000, now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
+    public init(
+        capacity: Int = 100_000, whenFull policy: FullPolicy = .evictSoonestExpiring,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+    ) {
         precondition(capacity > 0)
         self.capacity = capacity
+        self.policy = policy
         self.now = now
     }
 
+    /// Entries held, live or expired but not yet purged.
     public var count: Int { state.withLock { $0.entries.count } }
 
+    /// Deadlines queued, stale ones included (bounded by `2 · count + 64`; exposed for tests).
+    var queuedDeadlines: Int { state.withLock { $0.deadlines.count } }
+
     public func put(_ key: String, _ value: [UInt8], ttl: Duration) async {
-        insert(key, value, ttl: ttl, onlyIfAbsent: false)
+        _ = insert(key, value, ttl: ttl, onlyIfAbsent: false)
     }
 
     public func get(_ key: String) async -> [UInt8]? {
         let now = self.now()
         return state.withLock { state in
-            guard let entry = state.entries[key] else { return nil }
-            guard entry.expiry > now else {
-                state.entries[key] = nil
-                return nil
-            }
+            guard let entry = state.entries[key], entry.expiry > now else { return nil }
             return entry.value
         }
     }
 
+    /// A claim's value is empty: the key alone is the record, and an empty array costs no allocation.
     public func claim(_ key: String, ttl: Duration) async -> ClaimOutcome {
-        insert(key, [1], ttl: ttl, onlyIfAbsent: true) ? .claimed : .alreadyClaimed
+        insert(key, [], ttl: ttl, onlyIfAbsent: true)
     }
 
-    @discardableResult
-    private func insert(_ key: String, _ value: [UInt8], ttl: Duration, onlyIfAbsent: Bool) -> Bool {
+    private func insert(_ key: String, _ value: [UInt8], ttl: Duration, onlyIfAbsent: Bool) -> ClaimOutcome {
         let now = self.now()
         return state.withLock { state in
-            if onlyIfAbsent, let existing = state.entries[key], existing.expiry > now {
-                return false
+            state.purge(now: now)
+            let replacing = state.entries[key] != nil
+            if onlyIfAbsent, replacing { return .alreadyClaimed }  // purged above, so it is live
+            if !replacing, state.entries.count >= capacity {
+                switch policy {
+                case .refuse: return .full
+                case .evictSoonestExpiring: state.evictFirst()
+                }
             }
             state.nextSequence += 1
-            state.entries[key] = Entry(value: value, expiry: now + ttl, sequence: state.nextSequence)
-            state.order.append((key, state.nextSequence))
-            // Expired entries at the front go first, then the oldest live ones while over capacity.
-            while let oldest = state.order[safe: state.head] {
-                guard let entry = state.entries[oldest.key], entry.sequence == oldest.sequence else {
-                    _ = state.popOldest()
-                    continue
-                }
-                guard entry.expiry <= now || state.entries.count > capacity else { break }
-                state.entries[oldest.key] = nil
-                _ = state.popOldest()
-            }
-            return true
+            let expiry = now + ttl
+            state.entries[key] = Entry(value: value, expiry: expiry, sequence: state.nextSequence)
+            state.push(Deadline(expiry: expiry, sequence: state.nextSequence, key: key))
+            state.compactIfMostlyStale()
+            return .claimed
         }
-    }
-}
-
-extension Array {
-    fileprivate subscript(safe index: Int) -> Element? {
-        indices.contains(index) ? self[index] : nil
     }
 }

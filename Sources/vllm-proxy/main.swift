@@ -38,6 +38,7 @@ struct VLLMProxyCommand: AsyncParsableCommand {
             metadata: ["ecdsa_address": "\(keys.ecdsaAddress)", "ed25519_address": "\(keys.ed25519Address)"])
         logger.info("upstream vllm: \(config.vllmBaseURL)")
         logger.info("\(services.chutes.logLine)")
+        logger.info("\(config.redis.map(\.summary) ?? "redis: not configured (state is in-process only)")")
         if let endpoint = config.dstackEndpoint {
             logger.warning(
                 "DSTACK_SIMULATOR_ENDPOINT is set (\(endpoint)): attestation comes from a simulator, NOT a TEE. Never use this in production."
@@ -46,6 +47,7 @@ struct VLLMProxyCommand: AsyncParsableCommand {
         if config.gpuNoHardwareMode {
             logger.warning("GPU_NO_HW_MODE is on: attestation carries no GPU evidence. Development only.")
         }
+        await services.start()
         let app = buildApplication(services)
         do {
             try await app.runService()

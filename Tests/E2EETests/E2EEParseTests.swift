@@ -179,6 +179,13 @@ import Testing
         expectError(.invalidNonce, headers)
         headers.nonce = "0123456789abcdef"
         #expect(errorType(headers) == nil)
+        // At most 128 characters (a claim key's size is bounded), and never the AAD's separator.
+        headers.nonce = String(repeating: "n", count: 129)
+        expectError(.invalidNonce, headers)
+        headers.nonce = "0123456789abcdef|ts=1"
+        expectError(.invalidNonce, headers)
+        headers.nonce = String(repeating: "n", count: 128)
+        #expect(errorType(headers) == nil)
     }
 
     @Test(arguments: ["abc", "12.5", "1e9", "", "+-5", "99999999999999999999999"])

@@ -184,4 +184,104 @@ struct ECDSAClient {
             #expect(proxy.stub.requests.isEmpty)
         }
     }
+
+    /// A v2 request whose one message is `text`, with the message's members and the body's extra members
+    /// given as JSON text (`role` left out when `role` is nil).
+    static func custom(
+        _ proxy: ProxyHarness, _ client: ECDSAClient, text: String, model: String = "stub-model",
+        role: String? = "user",
+        stream: Bool = false, nonce: String = UUID().uuidString
+    ) throws -> Request {
+        let timestamp = Int(Date().timeIntervalSince1970)
+        let aad = "v2|req|algo=ecdsa|model=\(model)|m=0|c=-|n=\(nonce)|ts=\(timestamp)"
+        let field = try client.encrypt(text, to: proxy.keys.secp256k1.publicKey, aad: aad)
+        let message = role.map { #"{"role":"\#($0)","content":"\#(field)"}"# } ?? #"{"content":"\#(field)"}"#
+        return Request(
+            body: #"{"model":"\#(model)","stream":\#(stream),"messages":[\#(message)]}"#,
+            headers: [
+                ("X-Signing-Algo", "ecdsa"), ("X-Client-Pub-Key", client.publicKeyHex),
+                ("X-Model-Pub-Key", proxy.keys.ecdsaPublicKeyHex), ("X-E2EE-Version", "2"), ("X-E2EE-Nonce", nonce),
+                ("X-E2EE-Timestamp", "\(timestamp)"),
+            ])
+    }
+
+    @Test func anUpstreamErrorKeepsItsStatusButNotItsBodyWhichEchoesThePlaintext() async throws {
+        try await ProxyHarness.run { proxy in
+            // vLLM's 400 for a message without `role` quotes the decrypted message.
+            let request = try Self.custom(proxy, ECDSAClient(), text: "secret prompt", role: nil)
+            let reply = try await proxy.post("/v1/chat/completions", json: request.body, headers: request.headers)
+            #expect(reply.status == 400)
+            expectErrorShape(reply, type: "upstream_error")
+            #expect((reply.json["error"] as? [String: Any])?["message"] as? String == "Upstream answered 400")
+            #expect(reply.headers.first(name: "X-E2EE-Applied") == "true")
+            #expect(!reply.text.contains("secret prompt"))
+            let forwarded = String(decoding: try #require(proxy.stub.requests.first).body, as: UTF8.self)
+            #expect(forwarded.contains("secret prompt"), "the stub did receive (and would echo) the plaintext")
+        }
+    }
+
+    @Test func aMidStreamUpstreamErrorBecomesOurOwnEventAndStoresNoReceipt() async throws {
+        try await ProxyHarness.run { proxy in
+            let request = try Self.custom(
+                proxy, ECDSAClient(), text: "secret stream", model: "stub-stream-error", stream: true)
+            let reply = try await proxy.post("/v1/chat/completions", json: request.body, headers: request.headers)
+            #expect(reply.status == 200)
+            #expect(!reply.text.contains("secret") && !reply.text.contains("Echo"))
+            let events = reply.text.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            let last = try #require(events.last)
+            #expect(
+                last
+                    == #"data: {"error":{"message":"Upstream reported an error mid-stream","type":"upstream_error","param":null,"code":null}}"#
+            )
+            let first = try #require(events.first)
+            let id = try #require(
+                (try JSONSerialization.jsonObject(with: Data(first.dropFirst(6).utf8)) as? [String: Any])?["id"]
+                    as? String)
+            #expect(try await proxy.request(.GET, "/v1/signature/\(id)").status == 404)
+        }
+    }
+
+    @Test func aFullClaimStoreRefusesNewRequestsAndNeverForgetsACapturedOne() async throws {
+        try await ProxyHarness.run(environment: ["E2EE_REPLAY_STORE_CAPACITY": "2"]) { proxy in
+            let client = ECDSAClient()
+            let captured = try Self.request(proxy, client, text: "captured")
+            #expect(
+                try await proxy.post("/v1/chat/completions", json: captured.body, headers: captured.headers).status
+                    == 200)
+            let filler = try Self.request(proxy, client, text: "filler")
+            #expect(
+                try await proxy.post("/v1/chat/completions", json: filler.body, headers: filler.headers).status == 200)
+            for index in 0..<5 {
+                let fresh = try Self.request(proxy, client, text: "fresh \(index)")
+                let reply = try await proxy.post("/v1/chat/completions", json: fresh.body, headers: fresh.headers)
+                #expect(reply.status == 503)
+                expectErrorShape(reply, type: "replay_store_full")
+            }
+            let replayed = try await proxy.post("/v1/chat/completions", json: captured.body, headers: captured.headers)
+            #expect(replayed.status == 400)
+            expectErrorShape(replayed, type: "e2ee_replay_detected")
+            #expect(proxy.stub.requests.count == 2)
+        }
+    }
+
+    @Test func aRequestWithNothingEncryptedIsRefusedAndSpendsNoNonce() async throws {
+        try await ProxyHarness.run { proxy in
+            let client = ECDSAClient()
+            let nonce = "nonce-\(UUID().uuidString)"
+            let good = try Self.request(proxy, client, text: "real one", nonce: nonce)
+            for body in ["{}", #"{"model":"stub-model","messages":[{"role":"user","content":null}]}"#] {
+                let reply = try await proxy.post("/v1/chat/completions", json: body, headers: good.headers)
+                #expect(reply.status == 400)
+                expectErrorShape(reply, type: "invalid_e2ee_request")
+            }
+            let refused = try Self.custom(proxy, client, text: "x", nonce: nonce)
+            let withLogprobs = refused.body.replacingOccurrences(
+                of: #""stream":false"#, with: #""stream":false,"logprobs":true"#)
+            let reply = try await proxy.post("/v1/chat/completions", json: withLogprobs, headers: refused.headers)
+            #expect(reply.status == 400)
+            expectErrorShape(reply, type: "e2ee_unsupported_parameter")
+            #expect(proxy.stub.requests.isEmpty)
+            #expect(try await proxy.post("/v1/chat/completions", json: good.body, headers: good.headers).status == 200)
+        }
+    }
 }

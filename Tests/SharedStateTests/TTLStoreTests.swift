@@ -1,6 +1,7 @@
-import SharedState
 import Synchronization
 import Testing
+
+@testable import SharedState
 
 /// A clock tests move by hand.
 final class ManualClock: Sendable {
@@ -63,5 +64,90 @@ final class ManualClock: Sendable {
         let store = TTLStore(capacity: 100)
         for index in 0..<10_000 { await store.put("k\(index)", [], ttl: .seconds(60)) }
         #expect(store.count == 100)
+    }
+
+    @Test func aFullClaimStoreNeverEvictsALiveClaim() async {
+        let clock = ManualClock()
+        let store = TTLStore(capacity: 3, whenFull: .refuse, now: clock.now)
+        for index in 0..<3 { #expect(await store.claim("c\(index)", ttl: .seconds(60)) == .claimed) }
+        // However many fresh keys arrive, every captured claim stays and the newcomers are refused.
+        for index in 3..<1000 { #expect(await store.claim("c\(index)", ttl: .seconds(60)) == .full) }
+        for index in 0..<3 { #expect(await store.claim("c\(index)", ttl: .seconds(60)) == .alreadyClaimed) }
+        #expect(store.count == 3)
+    }
+
+    @Test func aFullClaimStoreAlsoDropsPutsRatherThanEvict() async {
+        let store = TTLStore(capacity: 1, whenFull: .refuse)
+        #expect(await store.claim("c", ttl: .seconds(60)) == .claimed)
+        await store.put("other", [1], ttl: .seconds(60))
+        #expect(await store.get("other") == nil)
+        #expect(await store.claim("c", ttl: .seconds(60)) == .alreadyClaimed)
+    }
+
+    @Test func expiredClaimsAreReclaimedEvenBehindALongerLivedOne() async {
+        let clock = ManualClock()
+        let store = TTLStore(capacity: 3, whenFull: .refuse, now: clock.now)
+        // Claim lifetimes vary (timestamp + window − now): the first-inserted one outlives the others.
+        #expect(await store.claim("long", ttl: .seconds(600)) == .claimed)
+        #expect(await store.claim("short1", ttl: .seconds(1)) == .claimed)
+        #expect(await store.claim("short2", ttl: .seconds(2)) == .claimed)
+        #expect(await store.claim("new", ttl: .seconds(60)) == .full)
+        clock.advance(.seconds(1))
+        #expect(await store.claim("new", ttl: .seconds(60)) == .claimed)
+        #expect(await store.claim("newer", ttl: .seconds(60)) == .full)
+        clock.advance(.seconds(1))
+        #expect(await store.claim("newer", ttl: .seconds(60)) == .claimed)
+        #expect(await store.claim("short1", ttl: .seconds(60)) == .full)
+        #expect(await store.claim("long", ttl: .seconds(60)) == .alreadyClaimed)
+        clock.advance(.seconds(600))
+        #expect(await store.claim("long", ttl: .seconds(60)) == .claimed)
+    }
+
+    @Test func anEvictingStoreEvictsTheEntryClosestToExpiry() async {
+        let clock = ManualClock()
+        let store = TTLStore(capacity: 2, now: clock.now)
+        await store.put("late", [1], ttl: .seconds(600))
+        await store.put("early", [2], ttl: .seconds(10))
+        await store.put("new", [3], ttl: .seconds(60))
+        #expect(await store.get("early") == nil)
+        #expect(await store.get("late") == [1])
+        #expect(await store.get("new") == [3])
+    }
+
+    @Test func rewritingOneLiveKeyForeverKeepsTheQueueBounded() async {
+        let store = TTLStore(capacity: 100)
+        await store.put("other", [0], ttl: .seconds(3600))
+        for index in 0..<20_000 { await store.put("hot", [UInt8(index % 256)], ttl: .seconds(3600)) }
+        #expect(store.count == 2)
+        #expect(store.queuedDeadlines <= 2 * 2 + 64)
+        #expect(await store.get("hot") == [UInt8(19_999 % 256)])
+        #expect(await store.get("other") == [0])
+    }
+
+    @Test func claimsMixedWithExpiryStayExact() async {
+        // A seeded walk over claims, expiries and a full store, checked against a plain dictionary model.
+        let clock = ManualClock()
+        let store = TTLStore(capacity: 16, whenFull: .refuse, now: clock.now)
+        var model: [String: Int] = [:]  // key -> expiry in whole seconds
+        var time = 0
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((seed >> 33) % UInt64(bound))
+        }
+        for _ in 0..<5_000 {
+            if next(4) == 0 {
+                let step = next(3)
+                clock.advance(.seconds(step))
+                time += step
+            }
+            let key = "k\(next(40))"
+            let ttl = 1 + next(10)
+            model = model.filter { $0.value > time }
+            let expected: ClaimOutcome =
+                model[key] != nil ? .alreadyClaimed : model.count >= 16 ? .full : .claimed
+            if expected == .claimed { model[key] = time + ttl }
+            #expect(await store.claim(key, ttl: .seconds(ttl)) == expected)
+        }
     }
 }

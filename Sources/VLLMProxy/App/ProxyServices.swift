@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Attestation
 import E2EE
 import Logging
+import Redis
 import SharedState
 import Signing
 
@@ -9,10 +10,13 @@ import Signing
 public struct ProxyServices: Sendable {
     public let config: ProxyConfig
     public let keys: SigningKeys
-    /// Signature records.
+    /// Signature records (a cache: when full, the record closest to expiry is evicted); with Redis
+    /// configured, this replica's store and Redis together (see `ReplicatedStore`).
     public let store: any SharedStore
     /// E2EE v2 replay claims; separate from records so a flood of claims cannot evict receipts.
     public let replayStore: any SharedStore
+    /// The Redis side of both stores, when configured; owns the connections and the circuit breaker.
+    public let redis: RedisStore?
     public let vllm: Upstream
     public let chutes: ChutesMode
     public let trafficControl: TrafficControl
@@ -22,15 +26,31 @@ public struct ProxyServices: Sendable {
     /// For the dstack guest agent (unix socket or http); short timeouts are set per call.
     private let agentClient: HTTPClient
 
+    /// `replayStore` defaults to an in-process store of `E2EE_REPLAY_STORE_CAPACITY` claims that refuses
+    /// new claims when full rather than evict a live one (which would let its request replay).
+    /// `store` and `replayStore` are this replica's own; with Redis configured each is paired with it.
     public init(
         config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(),
-        replayStore: any SharedStore = TTLStore(), metrics: ProxyMetrics = .init(),
+        replayStore: (any SharedStore)? = nil, metrics: ProxyMetrics = .init(),
         logger: Logger
     ) {
         self.config = config
         self.keys = keys
-        self.store = store
-        self.replayStore = replayStore
+        let store = store
+        let replayStore = replayStore ?? TTLStore(capacity: config.e2eeReplayStoreCapacity, whenFull: .refuse)
+        if let settings = config.redis {
+            let redis = RedisStore(
+                client: RedisClient(configuration: settings.connection, logger: logger),
+                retryInterval: settings.retryInterval, monitor: metrics,
+                outageConsequence: Self.outageConsequence(settings.replayFallback), logger: logger)
+            self.redis = redis
+            self.store = ReplicatedStore(local: store, redis: redis, fallback: settings.replayFallback)
+            self.replayStore = ReplicatedStore(local: replayStore, redis: redis, fallback: settings.replayFallback)
+        } else {
+            self.redis = nil
+            self.store = store
+            self.replayStore = replayStore
+        }
         self.vllm = Upstream(
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
             client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
@@ -69,8 +89,27 @@ public struct ProxyServices: Sendable {
             modelName: config.modelName)
     }
 
-    /// Closes the upstream connection pools; call once the server has stopped.
+    /// What a Redis outage means for traffic, said once in the warning that opens it.
+    private static func outageConsequence(_ fallback: ReplayFallback) -> String {
+        switch fallback {
+        case .reject:
+            return "Meanwhile records stay in this replica only and E2EE v2 requests are refused "
+                + "(503 replay_store_unavailable; E2EE_REPLAY_ON_REDIS_FAILURE=reject)."
+        case .local:
+            return "Meanwhile records stay in this replica only and E2EE v2 replay claims are checked by this "
+                + "replica alone (E2EE_REPLAY_ON_REDIS_FAILURE=local: a request can be replayed once per replica)."
+        }
+    }
+
+    /// Checks Redis once before serving, so a wrong password or an unreachable server is reported at
+    /// start-up; the proxy serves either way.
+    public func start() async {
+        await redis?.start()
+    }
+
+    /// Closes the upstream connection pools and Redis; call once the server has stopped.
     public func shutdown() async throws {
+        await redis?.shutdown()
         try await vllm.client.shutdown()
         if case .enabled(let upstream) = chutes { try await upstream.client.shutdown() }
         try await agentClient.shutdown()

@@ -9,6 +9,9 @@ public struct ProxyConfig: Sendable {
     public var vllmBaseURL: String
     public var chatCacheExpiration: Duration
     public var e2eeReplayWindowSeconds: Int
+    /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
+    public var e2eeReplayStoreCapacity: Int
+    /// Where shared state lives across replicas; nil keeps it in-process.
     public var redis: RedisSettings?
     public var dstackEndpoint: String?
     public var gpuNoHardwareMode: Bool
@@ -22,14 +25,6 @@ public struct ProxyConfig: Sendable {
     public var upstreamTimeout: Duration
     public var maxBodyBytes: Int
     public var logLevel: Logger.Level
-
-    /// Where shared state lives across replicas; nil keeps it in-process.
-    public struct RedisSettings: Sendable {
-        public var host: String
-        public var port: Int
-        public var password: String?
-        public var db: Int
-    }
 
     /// The raw Chutes variables; judged once into a `ChutesMode`, never fatal (SPEC §7).
     public struct ChutesSettings: Sendable {
@@ -54,10 +49,27 @@ public struct ProxyConfig: Sendable {
         ("VLLM_BASE_URL", "http://vllm:8000", "local vLLM server"),
         ("CHAT_CACHE_EXPIRATION", "1200", "seconds a signature record is kept"),
         ("E2EE_REPLAY_WINDOW_SECONDS", "300", "allowed clock skew for E2EE v2 timestamps and replay-record lifetime"),
-        ("REDIS_HOST", "(unset)", "shared state across replicas; unset = in-process only"),
-        ("REDIS_PORT", "6379", "Redis port"),
+        (
+            "E2EE_REPLAY_STORE_CAPACITY", "5000000",
+            "most live E2EE v2 replay claims (1-50000000); when full, v2 requests get 503 replay_store_full"
+        ),
+        ("REDIS_HOST", "(unset)", "shared state across replicas; unset (and no REDIS_URL) = in-process only"),
+        ("REDIS_PORT", "6379", "Redis port (1-65535)"),
         ("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
-        ("REDIS_DB", "0", "Redis database number"),
+        ("REDIS_DB", "0", "Redis database number (0-15)"),
+        (
+            "REDIS_URL", "(unset)",
+            "redis://[user:pass@]host:port/db or rediss:// (TLS); replaces the four above (secret)"
+        ),
+        ("REDIS_USERNAME", "(unset)", "Redis ACL user (needs a password)"),
+        ("REDIS_TLS", "false", "1/true/yes: TLS to Redis, certificate and hostname verified"),
+        ("REDIS_CA_FILE", "(unset)", "extra PEM trust roots for TLS to Redis"),
+        ("REDIS_TIMEOUT_MS", "100", "bound on every Redis command, connecting included (1-60000)"),
+        ("REDIS_RETRY_SECONDS", "10", "how long Redis is skipped after a failure (1-3600)"),
+        (
+            "E2EE_REPLAY_ON_REDIS_FAILURE", "reject",
+            "while Redis fails: reject (v2 E2EE gets 503) or local (this replica's claims only; weaker)"
+        ),
         (
             "DSTACK_SIMULATOR_ENDPOINT", "(unset)",
             "dstack guest agent: http(s) URL or unix-socket path; unset = /var/run/dstack.sock"
@@ -130,11 +142,12 @@ public struct ProxyConfig: Sendable {
         }
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION", 1200, minimum: 1))
         self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS", 300, minimum: 1)
-        let redisPort = try integer("REDIS_PORT", 6379)
-        let redisDB = try integer("REDIS_DB", 0)
-        self.redis = string("REDIS_HOST").map {
-            RedisSettings(host: $0, port: redisPort, password: string("REDIS_PASSWORD"), db: redisDB)
+        self.e2eeReplayStoreCapacity = try integer(
+            "E2EE_REPLAY_STORE_CAPACITY", Self.defaultReplayStoreCapacity, minimum: 1)
+        guard e2eeReplayStoreCapacity <= 50_000_000 else {
+            throw .malformed("E2EE_REPLAY_STORE_CAPACITY", "must be an integer from 1 to 50000000")
         }
+        self.redis = try RedisSettings.read(string)
         self.dstackEndpoint = string("DSTACK_SIMULATOR_ENDPOINT")
         self.gpuNoHardwareMode = flag("GPU_NO_HW_MODE")
         self.nvmlLibraryPath = string("NVML_LIBRARY_PATH")
@@ -160,6 +173,10 @@ public struct ProxyConfig: Sendable {
         }
         self.logLevel = logLevel
     }
+
+    /// 8 300 claims a second, above what this proxy can decrypt and claim on 2 cores (measured ≤ ~6 500), for
+    /// the longest a claim lives (601 s with the default window): see README "Replay claims and their store".
+    public static let defaultReplayStoreCapacity = 5_000_000
 
     private static func trimTrailingSlash(_ url: String) -> String {
         var url = url

@@ -57,7 +57,8 @@ struct CompletionPipeline: Sendable {
         }
 
         guard (200..<300).contains(response.status.code) else {
-            return try await passThroughError(response, upstream: upstream, headers: headers, logger: logger)
+            return try await passThroughError(
+                response, upstream: upstream, headers: headers, sealed: sealer != nil, logger: logger)
         }
         let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
         if decoded.isStream {
@@ -156,13 +157,20 @@ struct CompletionPipeline: Sendable {
 
     // MARK: Responses
 
+    /// Relays an upstream's non-2xx answer; under E2EE (`sealed`) only its status, with our own body, since
+    /// upstream errors echo the (decrypted) request.
     private func passThroughError(
-        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, logger: Logger
+        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, sealed: Bool, logger: Logger
     ) async throws -> Response {
         let body = try await upstream.collect(response, logger: logger)
         logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
         let relayed = try upstream.relayedError(status: Int(response.status.code), body: body)
         var headers = headers
+        if sealed {
+            var error = ProxyError.upstreamError(status: Int(response.status.code))
+            error.headers = headers
+            throw error
+        }
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
         return Response(
             status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: relayed))
@@ -239,6 +247,12 @@ struct CompletionPipeline: Sendable {
                     // A write that throws means the client went away: returning drops the upstream
                     // iterator, which cancels the upstream request, and stores nothing.
                     if out.readableBytes > 0 { try await writer.write(out) }
+                    // The upstream reported an error in-band (relayed under E2EE as our own event): the
+                    // stream failed, so like any mid-stream failure it ends here with no receipt.
+                    if relay.upstreamFailed {
+                        try await writer.finish(nil)
+                        return
+                    }
                 }
                 if let chatID = relay.chatID {
                     await receipts.issue(
@@ -265,13 +279,15 @@ struct StreamRelay {
     private var splitter: SSEEventSplitter? = SSEEventSplitter()
     private let sealer: ResponseSealer?
     private(set) var chatID: String?
+    /// Set once a sealed stream carried an upstream error event; nothing after it is relayed.
+    private(set) var upstreamFailed = false
 
     init(sealer: ResponseSealer?) { self.sealer = sealer }
 
     mutating func pass(_ chunk: ByteBuffer) throws(E2EEError) -> ByteBuffer {
         guard let sealer else { return passPlain(chunk) }
         var out = ByteBuffer()
-        for event in splitter!.append(chunk) { try seal(event, with: sealer, into: &out) }
+        for event in splitter!.append(chunk) where !upstreamFailed { try seal(event, with: sealer, into: &out) }
         hasher.update(data: out.readableBytesView)
         return out
     }
@@ -301,6 +317,13 @@ struct StreamRelay {
         }
         // An event we cannot parse is dropped: it could carry plaintext we cannot seal.
         guard var json = try? JSONValue(parsing: data) else { return }
+        // vLLM reports a failure mid-stream as `{"error": {...}}` (older versions: `{"object": "error", ...}`),
+        // whose message may echo the request: the client gets our own error event instead.
+        if json["error"] != nil || json["object"] == "error" {
+            out.writeBytes(errorEvent(.upstreamFailedMidStream))
+            upstreamFailed = true
+            return
+        }
         if chatID == nil { chatID = json["id"]?.stringValue }
         try sealer.sealChunk(&json)
         out.writeString("data: ")

@@ -56,6 +56,13 @@ extension ProxyError {
     static func rateLimited(_ message: String) -> ProxyError {
         ProxyError(.tooManyRequests, type: "rate_limit", message: message)
     }
+    /// An upstream's non-2xx answer under E2EE: the status only, since upstream error bodies echo the request.
+    static func upstreamError(status: Int) -> ProxyError {
+        ProxyError(.init(code: status), type: "upstream_error", message: "Upstream answered \(status)")
+    }
+    /// An error event an upstream sent mid-stream under E2EE, relayed without its text.
+    static let upstreamFailedMidStream = ProxyError(
+        .badGateway, type: "upstream_error", message: "Upstream reported an error mid-stream")
     /// The replay-claim store is full of unexpired claims; evicting one would let its request replay.
     static let replayStoreFull = ProxyError(
         .serviceUnavailable, type: "replay_store_full",

@@ -1,5 +1,6 @@
 import Hummingbird
 import Prometheus
+import SharedState
 
 /// The proxy's own Prometheus metrics, kept in a registry owned by the app (no global metrics system).
 public struct ProxyMetrics: Sendable {
@@ -38,6 +39,32 @@ public struct ProxyMetrics: Sendable {
         registry.makeGauge(descriptor: Self.inFlight).set(Double(value))
     }
 
+    private static var redisUp: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_up", unitName: "",
+            helpText: "1 while Redis is used, 0 while it is skipped after a failure (absent: no Redis configured)")
+    }
+    private static var redisOperations: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_operations", unitName: "total",
+            helpText: "Shared-store operations on Redis by operation and result (ok, failed, skipped while down)")
+    }
+    private static var redisFailures: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_failures", unitName: "total",
+            helpText: "Failed Redis commands by kind (timeout, connection, tls, auth, server, protocol)")
+    }
+    private static var redisLatency: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "redis_command_duration", unitName: "seconds",
+            helpText: "Round trip of Redis commands by operation, failures included")
+    }
+    private static let redisBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(1000),
+    ]
+
     /// The exposition text, as `/v1/metrics` serves it before vLLM's own.
     func exposition() -> [UInt8] {
         var out: [UInt8] = []
@@ -56,5 +83,30 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let response = try await next(request, context)
         metrics.requestFinished(route: context.endpointPath ?? "unmatched", status: response.status.code)
         return response
+    }
+}
+
+extension ProxyMetrics: RedisStoreMonitor {
+    public func redisAvailability(up: Bool) {
+        registry.makeGauge(descriptor: Self.redisUp).set(up ? 1.0 : 0.0)
+    }
+
+    public func redisOperation(_ operation: RedisStore.Operation, result: RedisStore.Result, duration: Duration?) {
+        let resultLabel: String
+        switch result {
+        case .ok: resultLabel = "ok"
+        case .skipped: resultLabel = "skipped"
+        case .failed(let kind):
+            resultLabel = "failed"
+            registry.makeCounter(descriptor: Self.redisFailures, labels: [("kind", kind)]).increment()
+        }
+        registry.makeCounter(
+            descriptor: Self.redisOperations, labels: [("operation", operation.rawValue), ("result", resultLabel)]
+        ).increment()
+        if let duration {
+            registry.makeDurationHistogram(
+                descriptor: Self.redisLatency, labels: [("operation", operation.rawValue)], buckets: Self.redisBuckets
+            ).record(duration)
+        }
     }
 }
