@@ -3,6 +3,7 @@ import PackageDescription
 
 // Module graph (data flows one way, left to right):
 //   JSON, Redis → SharedState, Signing(CSecp256k1)  →  E2EE, Attestation, ChutesE2EE  →  VLLMProxy  →  vllm-proxy
+// GuardedHTTP (connection time limits, cancellation on disconnect) serves VLLMProxy and DevStubs.
 // DevStubs holds the development-only upstream and attestation agent used by dev mode and tests.
 let package = Package(
     name: "vllm-proxy",
@@ -17,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.0"),
@@ -86,9 +89,19 @@ let package = Package(
             ]
         ),
         .target(
+            name: "GuardedHTTP",
+            dependencies: [
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "VLLMProxy",
             dependencies: [
-                "JSON", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis",
+                "JSON", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis", "GuardedHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -103,9 +116,10 @@ let package = Package(
         .target(
             name: "DevStubs",
             dependencies: [
-                "JSON", "ChutesE2EE",
+                "JSON", "ChutesE2EE", "GuardedHTTP",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 // Tests stop stub servers gracefully, through a ServiceGroup.

@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import secrets
+import subprocess
+import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -13,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_keys import keys as eth_keys
 from eth_utils import keccak, to_checksum_address
 
-from conftest import make_certificate, pem
+from conftest import REPO_ROOT, make_certificate, pem
 from helpers import HEX64, agent_call, assert_error, chat_body
 
 REPORT = "/v1/attestation/report"
@@ -223,3 +226,48 @@ def test_v2_follows_a_certificate_renewed_in_place(bundle, stack):
     staging.write_bytes(pem(renewed_key) + pem(renewed))
     os.replace(staging, path)  # how certbot and similar tools swap a renewed certificate in
     check_v2_binds(proxy, renewed)
+
+
+def test_hung_gpu_driver_gives_503_within_the_timeout_then_recovers(stack):
+    """A wedged NVML call (the fake driver blocks while a file exists): each caller gets 503
+    attestation_unavailable after ATTESTATION_TIMEOUT_SECONDS, callers past ATTESTATION_MAX_WAITING get it at
+    once, and once the driver answers, reports carry GPU evidence again."""
+    hang = stack.tmp / "nvml-hang"
+    library = stack.tmp / "libfakenvml-hang.so"
+    source = REPO_ROOT / "Tests/AttestationTests/Fixtures/fake_nvml.c"
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", "-o", str(library), str(source), f'-DFAKE_NVML_HANG_FILE="{hang}"'],
+        check=True, timeout=60,
+    )
+    proxy = stack.proxies.get("nvml-proxy") or stack.start_proxy(
+        "nvml-proxy", GPU_NO_HW_MODE="0", NVML_LIBRARY_PATH=str(library), ATTESTATION_TIMEOUT_SECONDS="1",
+        ATTESTATION_MAX_WAITING="1",
+    )
+    payload = json.loads(attest(proxy)["nvidia_payload"])
+    assert len(payload["evidence_list"]) == 2  # the fake has two GPUs
+
+    hang.touch()
+    try:
+        # One caller stuck in the driver, one waiting behind it: both give up after the 1 s timeout.
+        answers: list = []
+        started = time.monotonic()
+        callers = [threading.Thread(target=lambda: answers.append(proxy.get(REPORT))) for _ in range(2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(timeout=30)
+        assert time.monotonic() - started < 10  # generous: the timeout is 1 s
+        assert len(answers) == 2
+        for r in answers:
+            error = assert_error(r, 503, "attestation_unavailable")
+            assert "in time" in error["message"], error
+        # Their jobs still fill the queue (one is stuck in the driver): the next caller is refused at once.
+        error = assert_error(proxy.get(REPORT), 503, "attestation_unavailable")
+        assert "busy" in error["message"], error
+    finally:
+        hang.unlink()
+    deadline = time.monotonic() + 10
+    while (r := proxy.get(REPORT)).status_code != 200:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.1)
+    assert len(json.loads(r.json()["nvidia_payload"])["evidence_list"]) == 2

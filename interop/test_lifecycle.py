@@ -103,3 +103,28 @@ def test_sigterm_serves_in_flight_requests_and_racing_connections_then_exits_cle
     assert code == 0, f"exit status {code}; log tail:\n{log[-1500:]}"
     assert reply.status_code == 200
     assert marker in reply.json()["choices"][0]["message"]["content"]
+
+
+CONNECTION_SETTINGS = {
+    "HEADER_TIMEOUT_SECONDS": "1 to 300",
+    "BODY_TIMEOUT_SECONDS": "1 to 3600",
+    "IDLE_TIMEOUT_SECONDS": "1 to 3600",
+    "ATTESTATION_TIMEOUT_SECONDS": "1 to 600",
+    "ATTESTATION_MAX_WAITING": "0 to 1000",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONNECTION_SETTINGS))
+@pytest.mark.parametrize("value", ["-1", "0", "1e10", "nan", "abc", "inf", ""])
+def test_out_of_range_time_limit_stops_startup_with_one_line_and_status_2(stack, name, value):
+    """Every numeric setting is bounded: out of range → exit 2 and one line naming it and its range, no trap."""
+    if value == "0" and name == "ATTESTATION_MAX_WAITING":
+        value = "1001"  # 0 is valid there: no request waits behind the one being collected
+    if value == "":
+        value = "   "
+    token = make_token()
+    done = run_proxy_expecting_exit(stack, {**BASE_ENV, "TOKEN": token, name: value})
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and name in lines[0] and CONNECTION_SETTINGS[name] in lines[0], done.stderr
+    assert token not in done.stderr + done.stdout

@@ -84,16 +84,17 @@ def test_abandoned_stream_is_cancelled_and_stores_no_receipt(proxy, stub):
         stream=True, timeout=(5, 30),
     ) as r:
         assert r.status_code == 200
+        # Keep the iterator referenced: a generator left by `break` is closed, and urllib3 then closes the
+        # connection, which the proxy notices at once.
+        chunks = r.iter_content(None)
         first = b""
-        for piece in r.iter_content(None):
-            first += piece
-            if b"\n\n" in first:
-                break
+        while b"\n\n" not in first:
+            first += next(chunks)
         chat_id = json.loads(first.split(b"\n\n")[0][len(b"data: "):])["id"]
         in_flight = basic_in_flight(proxy)
         if in_flight < 1:  # diagnose: how did the stream end so early?
             rest = first
-            for piece in r.iter_content(None):
+            for piece in chunks:
                 rest += piece
                 if len(rest) > 1 << 20:
                     break

@@ -91,6 +91,11 @@ public final class AttestationService: Sendable {
         return .object(response)
     }
 
+    /// Releases the GPU evidence source (NVML); call once the server has stopped.
+    public func shutdown() async {
+        await gpu.shutdown()
+    }
+
     /// SHA-256 of the current TLS certificate's SubjectPublicKeyInfo, for version 2.
     private func tlsKeyDigest() async throws(AttestationError) -> [UInt8] {
         guard let certificateDigest else { throw .tlsCertificateNotConfigured }

@@ -7,6 +7,12 @@ import Signing
 public protocol GPUEvidenceProvider: Sendable {
     /// The payload `{"nonce", "evidence_list", "arch"}` serialised as JSON text, bound to `nonce` (32 bytes).
     func evidence(nonce: [UInt8]) async throws(AttestationError) -> String
+    /// Releases what the provider holds (NVML's initialisation); called once at process end.
+    func shutdown() async
+}
+
+extension GPUEvidenceProvider {
+    public func shutdown() async {}
 }
 
 /// Development stand-in for machines without a confidential GPU (`GPU_NO_HW_MODE`): an empty, clearly marked list.
@@ -21,16 +27,19 @@ public struct NoGPUEvidence: GPUEvidenceProvider {
     }
 }
 
-/// Picks the GPU evidence source from configuration (`GPU_NO_HW_MODE`, optional NVML library path).
+/// Picks the GPU evidence source from configuration (`GPU_NO_HW_MODE`, optional NVML library path, the
+/// attestation queue bound and timeout).
 public func makeGPUEvidenceProvider(
     noHardwareMode: Bool,
     libraryPath: String?,
+    limits: NVMLGPUEvidence.Limits = .init(),
     logger: Logger = Logger(label: "vllm-proxy.gpu-evidence")
 ) -> any GPUEvidenceProvider {
     if noHardwareMode {
         return NoGPUEvidence()
     }
-    return NVMLGPUEvidence(libraryPath: libraryPath ?? NVMLGPUEvidence.defaultLibraryPath, logger: logger)
+    return NVMLGPUEvidence(
+        libraryPath: libraryPath ?? NVMLGPUEvidence.defaultLibraryPath, limits: limits, logger: logger)
 }
 
 /// Builds NVIDIA's remote-verifier payload (nv-local-gpu-verifier `collect_gpu_evidence_remote` shape).

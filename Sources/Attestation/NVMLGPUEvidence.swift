@@ -1,5 +1,6 @@
 import Dispatch
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -13,52 +14,205 @@ import Logging
 ///
 /// Loading at run time keeps the binary free of a link-time NVIDIA dependency, so the same build runs on
 /// machines without a GPU (with `GPU_NO_HW_MODE`) and in CI, where tests substitute a fake library.
-/// NVML state is process-global and its calls block for up to seconds, so every collection runs on one
-/// serial queue: calls never interleave and never occupy a cooperative-pool thread.
+/// NVML is loaded and initialised once, on first use, and shut down by `shutdown()`. Its state is
+/// process-global and its calls block for up to seconds, so every collection runs on one serial queue: calls
+/// never interleave and never occupy a cooperative-pool thread. The queue is bounded and every wait is timed
+/// (`Limits`): a hung driver call or a flood of attestation requests costs each caller at most the timeout,
+/// and callers beyond the bound are refused at once, instead of queueing forever.
 public final class NVMLGPUEvidence: GPUEvidenceProvider {
     /// The soname the NVIDIA driver installs.
     public static let defaultLibraryPath = "libnvidia-ml.so.1"
 
-    private let libraryPath: String
+    /// How much waiting the provider accepts (`ATTESTATION_MAX_WAITING`, `ATTESTATION_TIMEOUT_SECONDS`).
+    public struct Limits: Sendable {
+        /// Requests that may wait behind the one being collected; more are refused at once.
+        public var maxWaiting: Int
+        /// Longest a request waits for its evidence, queueing included.
+        public var timeout: Duration
+
+        public init(maxWaiting: Int = 8, timeout: Duration = .seconds(30)) {
+            self.maxWaiting = maxWaiting
+            self.timeout = timeout
+        }
+    }
+
+    private let limits: Limits
     private let logger: Logger
     private let queue = DispatchQueue(label: "vllm-proxy.nvml")
+    private let session: NVMLSession
+    /// Collections queued or running on `queue`; a timed-out caller's job counts until the queue reaches it.
+    private let queued = Atomic<Int>(0)
 
     /// - Parameter libraryPath: path or soname handed to `dlopen`.
     public init(
-        libraryPath: String = NVMLGPUEvidence.defaultLibraryPath, logger: Logger = Logger(label: "vllm-proxy.nvml")
+        libraryPath: String = NVMLGPUEvidence.defaultLibraryPath, limits: Limits = Limits(),
+        logger: Logger = Logger(label: "vllm-proxy.nvml")
     ) {
-        self.libraryPath = libraryPath
+        self.session = NVMLSession(libraryPath: libraryPath)
+        self.limits = limits
         self.logger = logger
     }
 
     public func evidence(nonce: [UInt8]) async throws(AttestationError) -> String {
-        let libraryPath = self.libraryPath
-        let result: Result<String, NVMLFailure> = await withCheckedContinuation { continuation in
-            queue.async {
-                continuation.resume(
-                    returning: Result { () throws(NVMLFailure) in try Self.collect(libraryPath, nonce) })
-            }
+        let capacity = limits.maxWaiting + 1
+        guard queued.add(1, ordering: .acquiringAndReleasing).newValue <= capacity else {
+            queued.subtract(1, ordering: .acquiringAndReleasing)
+            logger.warning("GPU evidence refused: too many attestation requests waiting")
+            throw .gpuEvidenceUnavailable("GPU evidence is busy: too many attestation requests waiting; retry shortly")
         }
-        switch result {
-        case .success(let payload):
+        let pending = PendingCollection()
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                pending.install(continuation)
+                queue.async {
+                    defer { self.queued.subtract(1, ordering: .acquiringAndReleasing) }
+                    // Its caller gave up (timeout, disconnect): collect nothing for nobody.
+                    guard pending.isWaiting else { return }
+                    pending.finish(Result { () throws(NVMLFailure) in try self.session.collect(nonce) }.outcome)
+                }
+                DispatchQueue.global().asyncAfter(deadline: .now() + limits.timeout.timeInterval) {
+                    pending.finish(.timedOut)
+                }
+            }
+        } onCancel: {
+            pending.finish(.cancelled)
+        }
+        switch outcome {
+        case .payload(let payload):
             return payload
         case .failure(let failure):
             logger.error("GPU evidence collection failed", metadata: ["reason": "\(failure)"])
             throw .gpuEvidenceUnavailable(failure.publicMessage)
+        case .timedOut:
+            logger.error("GPU evidence collection timed out", metadata: ["timeout": "\(limits.timeout)"])
+            throw .gpuEvidenceUnavailable("GPU evidence is unavailable: the GPU did not answer in time")
+        case .cancelled:
+            throw .gpuEvidenceUnavailable("GPU evidence collection was abandoned")
         }
     }
 
-    /// Runs on `queue` only.
-    private static func collect(_ libraryPath: String, _ nonce: [UInt8]) throws(NVMLFailure) -> String {
+    /// Shuts NVML down once the queue is free; waits at most 2 s (a hung driver call keeps it).
+    public func shutdown() async { await shutdown(timeout: .seconds(2)) }
+
+    func shutdown(timeout: Duration) async {
+        let pending = PendingCollection()
+        _ = await withCheckedContinuation { continuation in
+            pending.install(continuation)
+            queue.async { [session] in
+                session.shutdown()
+                pending.finish(.cancelled)
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval) { pending.finish(.timedOut) }
+        }
+    }
+}
+
+/// How one collection ended, as its caller sees it.
+private enum CollectionOutcome: Sendable {
+    case payload(String)
+    case failure(NVMLFailure)
+    case timedOut
+    case cancelled
+}
+
+extension Result where Success == String, Failure == NVMLFailure {
+    fileprivate var outcome: CollectionOutcome {
+        switch self {
+        case .success(let payload): return .payload(payload)
+        case .failure(let failure): return .failure(failure)
+        }
+    }
+}
+
+/// One caller's wait: resumed exactly once, by its result, its timeout or its cancellation, whichever is first.
+private final class PendingCollection: Sendable {
+    private enum State {
+        case starting
+        case waiting(CheckedContinuation<CollectionOutcome, Never>)
+        case finished
+        /// Finished before the continuation was installed.
+        case finishedEarly(CollectionOutcome)
+    }
+
+    private let state = Mutex<State>(.starting)
+
+    func install(_ continuation: CheckedContinuation<CollectionOutcome, Never>) {
+        let early = state.withLock { state -> CollectionOutcome? in
+            if case .finishedEarly(let outcome) = state {
+                state = .finished
+                return outcome
+            }
+            state = .waiting(continuation)
+            return nil
+        }
+        if let early { continuation.resume(returning: early) }
+    }
+
+    var isWaiting: Bool {
+        state.withLock { state in
+            if case .waiting = state { return true }
+            return false
+        }
+    }
+
+    func finish(_ outcome: CollectionOutcome) {
+        let continuation = state.withLock { state -> CheckedContinuation<CollectionOutcome, Never>? in
+            switch state {
+            case .starting:
+                state = .finishedEarly(outcome)
+                return nil
+            case .waiting(let continuation):
+                state = .finished
+                return continuation
+            case .finished, .finishedEarly:
+                return nil
+            }
+        }
+        continuation?.resume(returning: outcome)
+    }
+}
+
+/// NVML loaded and initialised once; touched only on the provider's serial queue.
+private final class NVMLSession: @unchecked Sendable {
+    private let libraryPath: String
+    private var loaded: (handle: UnsafeMutableRawPointer, functions: NVMLFunctions)?
+
+    init(libraryPath: String) { self.libraryPath = libraryPath }
+
+    /// `dlopen` + `nvmlInit_v2` on first use (and again after a failure, in case the driver was reset).
+    private func load() throws(NVMLFailure) -> NVMLFunctions {
+        if let loaded { return loaded.functions }
         guard let handle = dlopen(libraryPath, RTLD_NOW | RTLD_LOCAL) else {
             throw .libraryMissing(dlerror().map { String(cString: $0) } ?? libraryPath)
         }
-        defer { dlclose(handle) }
-        let nvml = try NVMLFunctions(handle)
+        do {
+            let functions = try NVMLFunctions(handle)
+            try functions.check("nvmlInit_v2", functions.initialize())
+            loaded = (handle, functions)
+            return functions
+        } catch {
+            dlclose(handle)
+            throw error
+        }
+    }
 
-        try nvml.check("nvmlInit_v2", nvml.initialize())
-        defer { _ = nvml.shutdown() }
+    func shutdown() {
+        guard let loaded else { return }
+        _ = loaded.functions.shutdown()
+        dlclose(loaded.handle)
+        self.loaded = nil
+    }
 
+    func collect(_ nonce: [UInt8]) throws(NVMLFailure) -> String {
+        do {
+            return try collect(nonce, with: try load())
+        } catch {
+            shutdown()
+            throw error
+        }
+    }
+
+    private func collect(_ nonce: [UInt8], with nvml: NVMLFunctions) throws(NVMLFailure) -> String {
         var state = [UInt32](repeating: 0, count: NVMLLayout.systemStateWords)
         try nvml.check(
             "nvmlSystemGetConfComputeState",
@@ -184,7 +338,7 @@ enum NVMLFailure: Error, CustomStringConvertible {
     }
 }
 
-/// The NVML entry points, resolved once per collection from the `dlopen` handle.
+/// The NVML entry points, resolved once from the `dlopen` handle.
 private struct NVMLFunctions {
     typealias NoArgs = @convention(c) () -> CInt
     typealias RawOut = @convention(c) (UnsafeMutableRawPointer) -> CInt
@@ -243,5 +397,12 @@ private struct NVMLFunctions {
         guard code != 0 else { return }
         let text = errorString?(code).map { String(cString: $0) } ?? "unknown"
         throw .call(name, code, text)
+    }
+}
+
+extension Duration {
+    fileprivate var timeInterval: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -1,7 +1,9 @@
 import Crypto
 import Foundation
+import GuardedHTTP
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import JSON
 import NIOCore
 import Synchronization
@@ -13,6 +15,8 @@ import Synchronization
 /// Behaviour is chosen by the request's `model`, so tests need no side channel:
 /// `stub-error-<status>` answers that status; `stub-slow-<ms>` waits before answering;
 /// `stub-stall` streams one chunk then goes silent; `stub-long` streams many chunks slowly;
+/// `stub-pause-<ms>` answers after `ms` when not streamed, and streams its first chunk at once and the rest
+/// after `ms` of silence when streamed (a model "generating");
 /// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields;
 /// `stub-echo-auth` answers 400 with the `Authorization` header it received in the body (as a careless
 /// upstream might), to prove the proxy scrubs its key. With a `ChutesE2EEDevRelay` it also serves Chutes'
@@ -38,9 +42,29 @@ public final class StubUpstream: Sendable {
         public func header(_ name: String) -> String? { headers[name.lowercased()] }
     }
 
+    /// What became of the completion requests received: each one started ends either completed (its
+    /// answer fully written) or cancelled (its reader went away first); the rest are still running.
+    public struct Counts: Sendable, Equatable {
+        public var started = 0
+        public var completed = 0
+        public var cancelled = 0
+        public var running: Int { started - completed - cancelled }
+
+        public init(started: Int = 0, completed: Int = 0, cancelled: Int = 0) {
+            self.started = started
+            self.completed = completed
+            self.cancelled = cancelled
+        }
+    }
+
     private let recorded = Mutex<[Recorded]>([])
     private let waiting = Mutex<Double>(0)
     private let cancelled = Atomic<Int>(0)
+    private let counts = Mutex(Counts())
+
+    /// The server the stub must run on: without it a handler never learns that its client (the proxy) went
+    /// away, so `counts` could not tell a cancelled upstream request from a finished one.
+    public static var server: HTTPServerBuilder { .guardedHTTP1(limits: .none) }
 
     /// When set, `/v1/*` requires `Authorization: Bearer <apiKey>` and answers 401 otherwise, like Chutes.
     private let apiKey: String?
@@ -55,7 +79,12 @@ public final class StubUpstream: Sendable {
 
     /// Requests received so far, oldest first.
     public var requests: [Recorded] { recorded.withLock { $0 } }
-    public func reset() { recorded.withLock { $0.removeAll() } }
+    public func reset() {
+        recorded.withLock { $0.removeAll() }
+        counts.withLock { $0 = Counts() }
+    }
+    /// Completion requests started, completed and cancelled since the last reset.
+    public var completionCounts: Counts { counts.withLock { $0 } }
     /// Streams that ended because the reader went away (the proxy cancelled its upstream request).
     public var cancelledStreams: Int { cancelled.load(ordering: .relaxed) }
     /// The `vllm:num_requests_waiting` value `/metrics` reports.
@@ -117,6 +146,15 @@ public final class StubUpstream: Sendable {
             }
             return Self.json(.ok, .array(list))
         }
+        router.get("/stub/counts") { _, _ in
+            let counts = self.completionCounts
+            return Self.json(
+                .ok,
+                [
+                    "started": .integer(counts.started), "completed": .integer(counts.completed),
+                    "cancelled": .integer(counts.cancelled), "running": .integer(counts.running),
+                ])
+        }
         router.post("/stub/reset") { _, _ in
             self.reset()
             return Self.json(.ok, [:])
@@ -141,6 +179,19 @@ public final class StubUpstream: Sendable {
     }
 
     private func complete(_ request: Request, chat: Bool) async throws -> Response {
+        counts.withLock { $0.started += 1 }
+        do {
+            let response = try await answer(request, chat: chat)
+            // Streams count themselves once written; anything else is complete once built.
+            if response.headers[.contentType] != "text/event-stream" { counts.withLock { $0.completed += 1 } }
+            return response
+        } catch {
+            counts.withLock { $0.cancelled += 1 }
+            throw error
+        }
+    }
+
+    private func answer(_ request: Request, chat: Bool) async throws -> Response {
         let bytes = Array(buffer: try await request.body.collect(upTo: 64 << 20))
         record(request, body: bytes)
         if let refused = refuseWithoutKey(request) { return refused }
@@ -175,6 +226,10 @@ public final class StubUpstream: Sendable {
         if model.hasPrefix("stub-slow-"), let ms = Int(model.dropFirst("stub-slow-".count)) {
             try await Task.sleep(for: .milliseconds(ms))
         }
+        let pause =
+            model.hasPrefix("stub-pause-")
+            ? Int(model.dropFirst("stub-pause-".count)).map { Duration.milliseconds($0) } : nil
+        if let pause, body["stream"] != .bool(true) { try await Task.sleep(for: pause) }
         // Deterministic answers (id from the body, fixed `created`) let a test compare the proxy's bytes with
         // the stub's own answer to the same request.
         let digest = SHA256.hash(data: bytes).prefix(12).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
@@ -185,7 +240,8 @@ public final class StubUpstream: Sendable {
         let reasoning = model.contains("reasoning") ? "Thinking about: \(prompt)" : nil
         if body["stream"] == .bool(true) {
             return stream(
-                id: id, model: model, reply: reply, reasoning: reasoning, chat: chat, leaks: leaks, prompt: prompt)
+                id: id, model: model, reply: reply, reasoning: reasoning, chat: chat, leaks: leaks, prompt: prompt,
+                pause: pause)
         }
         var choice: JSONObject = ["index": 0, "finish_reason": "stop", "logprobs": nil]
         if chat {
@@ -230,7 +286,8 @@ public final class StubUpstream: Sendable {
     }
 
     private func stream(
-        id: String, model: String, reply: String, reasoning: String?, chat: Bool, leaks: Leaks, prompt: String
+        id: String, model: String, reply: String, reasoning: String?, chat: Bool, leaks: Leaks, prompt: String,
+        pause: Duration?
     ) -> Response {
         let created = Self.created
         @Sendable func chunk(_ delta: JSONObject?, text: String?, finish: String?) -> ByteBuffer {
@@ -266,6 +323,10 @@ public final class StubUpstream: Sendable {
         @Sendable func write(_ writer: inout any ResponseBodyWriter) async throws {
             if chat { try await writer.write(chunk(["role": "assistant", "content": ""], text: nil, finish: nil)) }
             if stall { try await Task.sleep(for: .seconds(3600)) }
+            if let pause {
+                if !chat { try await writer.write(chunk(nil, text: "", finish: nil)) }
+                try await Task.sleep(for: pause)
+            }
             if let reasoning {
                 let delta: JSONObject = ["reasoning_content": .string(reasoning), "reasoning": .string(reasoning)]
                 try await writer.write(chunk(delta, text: nil, finish: nil))
@@ -301,8 +362,10 @@ public final class StubUpstream: Sendable {
             body: ResponseBody { writer in
                 do {
                     try await write(&writer)
+                    self.counts.withLock { $0.completed += 1 }
                 } catch {
                     self.cancelled.add(1, ordering: .relaxed)
+                    self.counts.withLock { $0.cancelled += 1 }
                     throw error
                 }
             })

@@ -33,9 +33,9 @@ struct StubVLLMCommand: AsyncParsableCommand {
             let tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-            server = try .tls(.http1(), tlsConfiguration: tls)
+            server = try .tls(StubUpstream.server, tlsConfiguration: tls)
         case (nil, nil):
-            server = .http1()
+            server = StubUpstream.server
         default:
             throw ValidationError("--tls-cert and --tls-key go together")
         }

@@ -31,6 +31,9 @@ struct VLLMProxyCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "vllm-proxy")
+        if let files = raiseOpenFileLimit() {
+            logger.info("open-file limit: \(files.after) (was \(files.before))")
+        }
         let keys = SigningKeys()
         let services = ProxyServices(config: config, keys: keys, logger: logger)
         logger.info(

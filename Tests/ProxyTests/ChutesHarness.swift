@@ -86,7 +86,7 @@ struct ChutesHarness {
         let tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(pki.leafPEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.leafKeyPEM.utf8), format: .pem)))
-        let server = try HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls)
+        let server = try HTTPServerBuilder.tls(StubUpstream.server, tlsConfiguration: tls)
         // Tests run the proxy inside `body`, so the proxy and its clients are gone before this stub stops.
         return try await withRunningApp(drainLimit: abandonedAnswersDrainLimit) { onRunning in
             Application(

@@ -141,6 +141,43 @@ import Testing
         }
     }
 
+    /// SPEC §2: a client that leaves while a non-streamed answer is being generated cancels the upstream request
+    /// (the stub sees its handler cancelled), frees its basic slot, and no receipt is stored.
+    @Test func clientDisconnectWhileAJSONAnswerIsGeneratedCancelsTheUpstream() async throws {
+        let body = #"{"model":"stub-pause-20000","messages":[{"role":"user","content":"leave"}]}"#
+        try await ProxyHarness.run(environment: ["BASIC_MAX_REQUEST": "1"]) { proxy in
+            let client = proxy.client
+            let leaving = Task {
+                var request = HTTPClientRequest(url: proxy.base + "/v1/chat/completions")
+                request.method = .POST
+                request.headers.add(name: "Authorization", value: "Bearer \(ProxyHarness.token)")
+                request.body = .bytes(ByteBuffer(string: body))
+                _ = try await client.execute(request, timeout: .seconds(60))
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while proxy.stub.completionCounts.started == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(proxy.stub.completionCounts.started == 1)
+            let left = ContinuousClock.now
+            leaving.cancel()  // AsyncHTTPClient closes the connection
+            while proxy.stub.completionCounts.cancelled == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(proxy.stub.completionCounts == .init(started: 1, completed: 0, cancelled: 1))
+            #expect(ContinuousClock.now - left < .seconds(1))  // SPEC: 100 ms; generous here
+            // The only basic slot is free again.
+            var after = try await proxy.post("/v1/chat/completions", json: Self.chat)
+            while after.status == 429, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                after = try await proxy.post("/v1/chat/completions", json: Self.chat)
+            }
+            #expect(after.status == 200)
+            let id = "chatcmpl-stub-" + sha256Hex(Array(body.utf8)).prefix(24)
+            #expect((try await proxy.request(.GET, "/v1/signature/\(id)")).status == 404)
+        }
+    }
+
     @Test func clientDisconnectCancelsTheUpstreamStreamAndStoresNothing() async throws {
         let body = #"{"model":"stub-long","stream":true,"messages":[{"role":"user","content":"go"}]}"#
         try await ProxyHarness.run { proxy in

@@ -62,7 +62,8 @@ struct ProxyHarness: Sendable {
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         return try await withRunningApp(drainLimit: abandonedAnswersDrainLimit) { onRunning in
             Application(
-                router: stub.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                router: stub.router(), server: StubUpstream.server,
+                configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                 onServerRunning: onRunning, logger: logger)
         } _: { stubPort in
             var environment = [

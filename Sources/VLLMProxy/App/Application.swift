@@ -1,3 +1,4 @@
+import GuardedHTTP
 import Hummingbird
 import Logging
 import NIOCore
@@ -12,6 +13,8 @@ public func buildApplication(
     addRoutes(to: router, services: services)
     var app = Application(
         router: router,
+        // Time limits per connection, and a client that goes away cancels its request (SPEC §1, §2).
+        server: .guardedHTTP1(limits: services.config.connectionLimits),
         configuration: .init(address: .hostname(services.config.host, port: services.config.port), serverName: nil),
         onServerRunning: onServerRunning,
         logger: services.logger

@@ -72,7 +72,9 @@ public struct ProxyServices: Sendable {
             agent: DstackClient(
                 endpoint: .init(parsing: config.dstackEndpoint), httpClient: agentClient, logger: logger),
             gpu: makeGPUEvidenceProvider(
-                noHardwareMode: config.gpuNoHardwareMode, libraryPath: config.nvmlLibraryPath, logger: logger),
+                noHardwareMode: config.gpuNoHardwareMode, libraryPath: config.nvmlLibraryPath,
+                limits: .init(maxWaiting: config.attestationMaxWaiting, timeout: config.attestationTimeout),
+                logger: logger),
             tlsCertPath: config.tlsCertPath, logger: logger)
     }
 
@@ -107,9 +109,10 @@ public struct ProxyServices: Sendable {
         await redis?.start()
     }
 
-    /// Closes the upstream connection pools and Redis; call once the server has stopped.
+    /// Closes the upstream connection pools and Redis, and releases NVML; call once the server has stopped.
     public func shutdown() async throws {
         await redis?.shutdown()
+        await attestation.shutdown()
         try await vllm.client.shutdown()
         if case .enabled(let upstream) = chutes { try await upstream.client.shutdown() }
         try await agentClient.shutdown()

@@ -1,3 +1,4 @@
+import GuardedHTTP
 import Logging
 
 /// The proxy's configuration, read once from the environment at start-up and validated there.
@@ -24,6 +25,12 @@ public struct ProxyConfig: Sendable {
     public var chutes: ChutesSettings
     public var upstreamTimeout: Duration
     public var maxBodyBytes: Int
+    /// Server-side limits of each client connection (head, body, keep-alive idle).
+    public var connectionLimits: ConnectionLimits
+    /// Attestation requests that may wait for GPU evidence behind the one being collected.
+    public var attestationMaxWaiting: Int
+    /// Longest an attestation request waits for GPU evidence, queueing included.
+    public var attestationTimeout: Duration
     public var logLevel: Logger.Level
 
     /// The raw Chutes variables; judged once into a `ChutesMode`, never fatal (SPEC §7).
@@ -93,6 +100,11 @@ public struct ProxyConfig: Sendable {
             "longest wait for an upstream response head, and between two stream chunks"
         ),
         ("MAX_BODY_BYTES", "10485760", "largest request body accepted"),
+        ("HEADER_TIMEOUT_SECONDS", "10", "a request head must arrive within this (1-300)"),
+        ("BODY_TIMEOUT_SECONDS", "60", "a whole request body must arrive within this, else 408 (1-3600)"),
+        ("IDLE_TIMEOUT_SECONDS", "60", "an idle keep-alive connection is closed after this (1-3600)"),
+        ("ATTESTATION_MAX_WAITING", "8", "attestation requests that may wait for GPU evidence; more get 503 (0-1000)"),
+        ("ATTESTATION_TIMEOUT_SECONDS", "30", "longest wait for GPU evidence, queueing included, else 503 (1-600)"),
         ("LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
     ]
 
@@ -125,6 +137,28 @@ public struct ProxyConfig: Sendable {
             }
             if let range { value = min(max(value, range.lowerBound), range.upperBound) }
             return .milliseconds(Int64((value * 1000).rounded()))
+        }
+        /// Decimal seconds inside `range`; anything else (not a number, NaN, out of range) stops start-up.
+        func boundedSeconds(_ name: String, _ defaultValue: Double, within range: ClosedRange<Double>)
+            throws(ConfigError)
+            -> Duration
+        {
+            guard let text = string(name) else { return .milliseconds(Int64((defaultValue * 1000).rounded())) }
+            guard let value = Double(text.trimmingSpaces), value.isFinite, range.contains(value) else {
+                throw .malformed(
+                    name,
+                    "must be a number of seconds from \(range.lowerBound.formatted) to \(range.upperBound.formatted)")
+            }
+            return .milliseconds(Int64((value * 1000).rounded()))
+        }
+        func boundedInteger(_ name: String, _ defaultValue: Int, within range: ClosedRange<Int>) throws(ConfigError)
+            -> Int
+        {
+            guard let text = string(name) else { return defaultValue }
+            guard let value = Int(text.trimmingSpaces), range.contains(value) else {
+                throw .malformed(name, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return value
         }
         func flag(_ name: String) -> Bool {
             guard let value = string(name)?.trimmingSpaces.lowercased() else { return false }
@@ -167,6 +201,12 @@ public struct ProxyConfig: Sendable {
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS", 600)
         self.maxBodyBytes = try integer("MAX_BODY_BYTES", 10_485_760, minimum: 1)
+        self.connectionLimits = ConnectionLimits(
+            header: try boundedSeconds("HEADER_TIMEOUT_SECONDS", 10, within: 1...300),
+            body: try boundedSeconds("BODY_TIMEOUT_SECONDS", 60, within: 1...3600),
+            idle: try boundedSeconds("IDLE_TIMEOUT_SECONDS", 60, within: 1...3600))
+        self.attestationMaxWaiting = try boundedInteger("ATTESTATION_MAX_WAITING", 8, within: 0...1000)
+        self.attestationTimeout = try boundedSeconds("ATTESTATION_TIMEOUT_SECONDS", 30, within: 1...600)
         let level = string("LOG_LEVEL")?.lowercased() ?? "info"
         guard let logLevel = Logger.Level(rawValue: level) else {
             throw .malformed("LOG_LEVEL", "must be one of trace, debug, info, notice, warning, error, critical")
@@ -201,5 +241,12 @@ public enum ConfigError: Error, Sendable, CustomStringConvertible {
 extension String {
     fileprivate var trimmingSpaces: String {
         String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}
+
+extension Double {
+    /// `10` rather than `10.0` in a range message.
+    fileprivate var formatted: String {
+        rounded() == self && abs(self) < 1e15 ? String(Int64(self)) : String(self)
     }
 }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Crypto
 import E2EE
 import Foundation
+import GuardedHTTP
 import HTTPTypes
 import Hummingbird
 import JSON
@@ -36,9 +37,11 @@ struct CompletionPipeline: Sendable {
         admission: TrafficControl?
     ) async throws -> Response {
         let logger = context.logger
-        let ticket = try admission?.admit(premium: request.headers[.userTier]?.lowercased() == "premium")
+        let inFlight = receipts.metrics.completionStarted()
         let mode = try e2eeMode(request, kind: kind)
         let body = try await readBody(request)
+        // Only a fully read request takes a slot: a client trickling its body holds none (SPEC §3).
+        let ticket = try admission?.admit(premium: request.headers[.userTier]?.lowercased() == "premium")
         let requestHash = try requestHash(request, body: body)
         var decoded = try DecodedRequest(bytes: body)
         let sealer = try await open(&decoded, mode: mode)
@@ -63,12 +66,12 @@ struct CompletionPipeline: Sendable {
         let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
         if decoded.isStream {
             return relayStream(
-                response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket,
-                logger: logger)
+                response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
+                tickets: Tickets(slot: ticket, inFlight: inFlight), logger: logger)
         }
         return try await relayJSON(
-            response, upstream: upstream, headers: headers, receipt: context, sealer: sealer, ticket: ticket,
-            logger: logger)
+            response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
+            tickets: Tickets(slot: ticket, inFlight: inFlight), logger: logger)
     }
 
     // MARK: E2EE
@@ -137,8 +140,17 @@ struct CompletionPipeline: Sendable {
             }
         } catch let error as ProxyError {
             throw error
+        } catch is RequestBodyTimeout {
+            throw .requestTimeout
         } catch {
+            if Task.isCancelled { throw .clientClosedRequest }
             throw .invalidRequest("The request body could not be read")
+        }
+        // A connection that ends mid-body ends the body stream as if it were complete: never take a short
+        // body for a whole one.
+        if Task.isCancelled { throw .clientClosedRequest }
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), collected.readableBytes != length {
+            throw .invalidRequest("The request body ended before its Content-Length")
         }
         return collected
     }
@@ -178,7 +190,7 @@ struct CompletionPipeline: Sendable {
 
     private func relayJSON(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, ticket: InFlightTicket?, logger: Logger
+        sealer: ResponseSealer?, tickets: Tickets, logger: Logger
     ) async throws -> Response {
         var body = try await upstream.collect(response, logger: logger)
         var json = try? JSONValue(parsing: body.readableBytesView)
@@ -191,6 +203,8 @@ struct CompletionPipeline: Sendable {
             body = ByteBuffer(bytes: sealed.serialized())
             json = sealed
         }
+        // A client that went away while the answer was generated gets no receipt (SPEC §2).
+        if Task.isCancelled { throw ProxyError.clientClosedRequest }
         if let chatID = json?["id"]?.stringValue {
             await receipts.issue(
                 chatID: chatID, requestHash: receipt.requestHash,
@@ -203,7 +217,7 @@ struct CompletionPipeline: Sendable {
         return Response(
             status: .init(code: Int(response.status.code)), headers: headers,
             body: ResponseBody(contentLength: sent.readableBytes) { writer in
-                defer { ticket?.release() }
+                defer { tickets.release() }
                 try await writer.write(sent)
                 try await writer.finish(nil)
             })
@@ -211,7 +225,7 @@ struct CompletionPipeline: Sendable {
 
     private func relayStream(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, ticket: InFlightTicket?, logger: Logger
+        sealer: ResponseSealer?, tickets: Tickets, logger: Logger
     ) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
@@ -221,7 +235,7 @@ struct CompletionPipeline: Sendable {
         return Response(
             status: .init(code: Int(response.status.code)), headers: headers,
             body: ResponseBody { writer in
-                defer { ticket?.release() }
+                defer { tickets.release() }
                 var relay = StreamRelay(sealer: sealer)
                 var chunks = response.body.makeAsyncIterator()
                 while true {
@@ -229,6 +243,8 @@ struct CompletionPipeline: Sendable {
                     do {
                         chunk = try await chunks.next()
                     } catch {
+                        // The client went away (its connection's task was cancelled): nobody to tell.
+                        if Task.isCancelled { throw CancellationError() }
                         // The upstream broke mid-stream: tell the client in-band, store no receipt.
                         let failure = upstream.mapError(error, logger: logger)
                         try await writer.write(ByteBuffer(bytes: relay.errorEvent(failure)))
@@ -254,6 +270,7 @@ struct CompletionPipeline: Sendable {
                         return
                     }
                 }
+                if Task.isCancelled { throw CancellationError() }
                 if let chatID = relay.chatID {
                     await receipts.issue(
                         chatID: chatID, requestHash: receipt.requestHash, responseHash: relay.finalHash(),
@@ -261,6 +278,18 @@ struct CompletionPipeline: Sendable {
                 }
                 try await writer.finish(nil)
             })
+    }
+}
+
+/// What a request holds until its last byte is sent or it fails: its basic-tier slot, if any, and its unit of
+/// the in-flight gauge.
+struct Tickets: Sendable {
+    let slot: InFlightTicket?
+    let inFlight: GaugeTicket
+
+    func release() {
+        slot?.release()
+        inFlight.release()
     }
 }
 

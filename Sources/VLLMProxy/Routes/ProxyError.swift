@@ -77,6 +77,13 @@ extension ProxyError {
     init(_ error: AttestationError) {
         self.init(.init(code: error.status), type: error.type, message: error.message)
     }
+    /// The body did not arrive within `BODY_TIMEOUT_SECONDS` (the connection closes as well).
+    static let requestTimeout = ProxyError(
+        .requestTimeout, type: "request_timeout", message: "The request body did not arrive in time")
+    /// The client went away before its answer: never sent (nobody reads it), but counted in metrics with
+    /// nginx's 499 so abandoned requests are visible.
+    static let clientClosedRequest = ProxyError(
+        .init(code: 499), type: "client_closed_request", message: "The client closed the connection")
     static let internalError = ProxyError(
         .internalServerError, type: "internal_error", message: "The proxy failed to handle this request")
 }
@@ -98,6 +105,9 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
         switch error {
         case let error as ProxyError:
             return try error.response(from: request, context: context)
+        case is CancellationError:
+            context.logger.debug("request cancelled: the client went away")
+            return try ProxyError.clientClosedRequest.response(from: request, context: context)
         case let error as HTTPError:
             let type: String
             switch error.status {

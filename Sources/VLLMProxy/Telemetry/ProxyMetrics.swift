@@ -1,6 +1,7 @@
 import Hummingbird
 import Prometheus
 import SharedState
+import Synchronization
 
 /// The proxy's own Prometheus metrics, kept in a registry owned by the app (no global metrics system).
 public struct ProxyMetrics: Sendable {
@@ -24,6 +25,19 @@ public struct ProxyMetrics: Sendable {
         .init(
             namespace: "vllm_proxy", metricName: "basic_inflight", unitName: "requests",
             helpText: "Basic-tier requests in flight")
+    }
+
+    private static var completionsInFlight: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "completions_inflight", unitName: "requests",
+            helpText: "Completion requests in flight, every tier and upstream (until the last byte or failure)")
+    }
+
+    /// Counts one completion as in flight until the returned ticket is released (or dropped).
+    func completionStarted() -> GaugeTicket {
+        let gauge = registry.makeGauge(descriptor: Self.completionsInFlight)
+        gauge.increment()
+        return GaugeTicket(gauge)
     }
 
     func requestFinished(route: String, status: Int) {
@@ -109,4 +123,19 @@ extension ProxyMetrics: RedisStoreMonitor {
             ).record(duration)
         }
     }
+}
+
+/// One unit of a gauge, given back exactly once: explicitly, or by `deinit` when the request's response is
+/// dropped on any other path (an error, a cancelled client), so the gauge cannot drift.
+final class GaugeTicket: Sendable {
+    private let gauge: Gauge
+    private let released = Atomic<Bool>(false)
+
+    fileprivate init(_ gauge: Gauge) { self.gauge = gauge }
+
+    func release() {
+        if !released.exchange(true, ordering: .acquiringAndReleasing) { gauge.decrement() }
+    }
+
+    deinit { release() }
 }

@@ -130,6 +130,11 @@ public struct Upstream: Sendable {
     /// The one place transport failures become `502 upstream_unavailable` or `504 upstream_timeout`.
     func mapError(_ error: any Error, logger: Logger) -> ProxyError {
         if let error = error as? ProxyError { return error }  // already decided (E2EE stream failures)
+        // Cancelled because the client went away: the upstream is fine, and the request is abandoned.
+        if Task.isCancelled || error is CancellationError || (error as? HTTPClientError) == .cancelled {
+            logger.debug("upstream request cancelled: the client went away", metadata: ["upstream": "\(name.rawValue)"])
+            return .clientClosedRequest
+        }
         if let error = error as? HTTPClientError, error == .readTimeout || error == .deadlineExceeded {
             logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
             return .upstreamTimeout(name.rawValue)

@@ -2,9 +2,13 @@
 // (cc -shared -fPIC). Two Hopper GPUs; each attestation report starts with a 37-byte SPDM GET_MEASUREMENTS
 // request carrying the caller's nonce at offset 4, as real reports do. Bytes past the reported sizes are
 // filled with junk so the tests prove only the first `...Size` bytes are used.
-// Build with -DFAKE_NVML_CC_OFF for a system whose confidential-computing feature is disabled.
+// Build with -DFAKE_NVML_CC_OFF for a system whose confidential-computing feature is disabled, and with
+// -DFAKE_NVML_HANG_FILE='"/path"' for a driver that hangs: while that file exists, every attestation-report
+// call blocks (polling every 10 ms), as a wedged GPU would. fake_nvml_init_calls() / fake_nvml_shutdown_calls()
+// let a test count initialisations.
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef int nvmlReturn_t;
 typedef struct fakeDevice *nvmlDevice_t;
@@ -41,15 +45,22 @@ static const char chain[] =
     "-----END CERTIFICATE-----\n";
 
 static int initialised = 0;
+static int init_calls = 0;
+static int shutdown_calls = 0;
+
+int fake_nvml_init_calls(void) { return init_calls; }
+int fake_nvml_shutdown_calls(void) { return shutdown_calls; }
 
 nvmlReturn_t nvmlInit_v2(void) {
     initialised++;
+    init_calls++;
     return 0;
 }
 
 nvmlReturn_t nvmlShutdown(void) {
     if (initialised == 0) return 1;  // NVML_ERROR_UNINITIALIZED
     initialised--;
+    shutdown_calls++;
     return 0;
 }
 
@@ -88,6 +99,10 @@ nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t device, unsigned int *arch) 
 nvmlReturn_t nvmlDeviceGetConfComputeGpuAttestationReport(nvmlDevice_t device,
                                                            nvmlConfComputeGpuAttestationReport_t *report) {
     unsigned int index = (unsigned int)(uintptr_t)device;
+#ifdef FAKE_NVML_HANG_FILE
+    while (access(FAKE_NVML_HANG_FILE, F_OK) == 0) usleep(10000);
+#endif
+    if (!initialised) return 1;
     memset(report->attestationReport, 0xAA, sizeof report->attestationReport);
     unsigned char *r = report->attestationReport;
     r[0] = 0x11;  // SPDM 1.1
