@@ -189,7 +189,9 @@ def test_403_refetches_and_retries_once(fresh, proxy_e2ee):
     r = proxy_e2ee.post(CHAT, chat_body("spent", model=MODEL))
     assert r.status_code == 200, r.text
     assert served(fresh) == [403, 200]
-    assert fresh.instance_fetches[fresh.model(MODEL).chute_id] >= fetches_before + 2  # the first fill and the refetch
+    # At least the refetch after the 403. Whether a first fill precedes it depends on what the pool kept from
+    # earlier tests (a leftover dead nonce is refused the same way), so that one is not counted on.
+    assert fresh.instance_fetches[fresh.model(MODEL).chute_id] >= fetches_before + 1
     metrics = proxy_e2ee.get("/v1/metrics", auth=False).text
     assert re.search(r'^vllm_proxy_chutes_e2ee_retries_total\{status="403"\} [1-9]', metrics, re.M), metrics[:3000]
 

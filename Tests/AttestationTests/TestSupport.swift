@@ -83,7 +83,7 @@ func withAgent<T: Sendable>(
 ) async throws -> T {
     let directory = try TemporaryDirectory()
     let recorder = DevAttestationRecorder()
-    // The server logs its own cancellation at error level; that is the test ending, not news.
+    // The agent's own logs are not what these tests check.
     var agentLogger = Logger(label: "test-dev-agent")
     agentLogger.logLevel = .critical
     let logger = Logger(label: "test-dstack-client")
@@ -93,24 +93,19 @@ func withAgent<T: Sendable>(
         case .tcp: .tcp(host: "127.0.0.1", port: 0)
         }
     let agent = DevAttestationAgent(address: address, behaviour: behaviour, recorder: recorder, logger: agentLogger)
-    let (started, startedContinuation) = AsyncStream<Int?>.makeStream()
-    let server = Task {
-        try await agent.run { port in startedContinuation.yield(port) }
+    // The client is the process-wide one: its idle connections are closed by the agent's graceful stop, and a
+    // request still in flight then is one the test gave up on (the slow agent), so it gets a short drain.
+    return try await withGracefullyStoppedServer(drainLimit: .seconds(2)) { onRunning in
+        { try await agent.run(onServerRunning: onRunning) }
+    } _: { port in
+        let endpoint: DstackClient.Endpoint =
+            switch transport {
+            case .unixSocket: DstackClient.Endpoint(parsing: directory.file("dstack.sock"))
+            case .tcp: DstackClient.Endpoint(parsing: "http://127.0.0.1:\(try #require(port))")
+            }
+        let client = DstackClient(endpoint: endpoint, httpClient: .shared, timeout: timeout, logger: logger)
+        return try await body(client, recorder)
     }
-    defer { server.cancel() }
-    var iterator = started.makeAsyncIterator()
-    let port = await iterator.next() ?? nil
-
-    let endpoint: DstackClient.Endpoint =
-        switch transport {
-        case .unixSocket: DstackClient.Endpoint(parsing: directory.file("dstack.sock"))
-        case .tcp: DstackClient.Endpoint(parsing: "http://127.0.0.1:\(try #require(port))")
-        }
-    let client = DstackClient(endpoint: endpoint, httpClient: .shared, timeout: timeout, logger: logger)
-    let result = try await body(client, recorder)
-    server.cancel()
-    _ = await server.result
-    return result
 }
 
 /// A self-signed P-256 certificate, PEM; also the SPKI DER of its key, computed by swift-crypto independently

@@ -15,13 +15,11 @@ import Testing
         let agent = DevAttestationAgent(
             address: .unixSocket(path: path), recorder: recorder,
             logger: Logger(label: "agent", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let (started, continuation) = AsyncStream<Void>.makeStream()
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await agent.run(onServerRunning: { _ in continuation.yield() }) }
-            var iterator = started.makeAsyncIterator()
-            await iterator.next()
-            defer { group.cancelAll() }
-            return try await body(path, recorder)
+        // `body` runs the proxy, so the agent's only client is gone before the agent stops.
+        return try await withGracefullyStoppedServer(drainLimit: abandonedAnswersDrainLimit) { onRunning in
+            { try await agent.run(onServerRunning: onRunning) }
+        } _: { _ in
+            try await body(path, recorder)
         }
     }
 

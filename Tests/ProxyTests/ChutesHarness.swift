@@ -87,11 +87,12 @@ struct ChutesHarness {
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(pki.leafPEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.leafKeyPEM.utf8), format: .pem)))
         let server = try HTTPServerBuilder.tls(StubUpstream.server, tlsConfiguration: tls)
-        return try await withRunningApp({ onRunning in
+        // Tests run the proxy inside `body`, so the proxy and its clients are gone before this stub stops.
+        return try await withRunningApp(drainLimit: abandonedAnswersDrainLimit) { onRunning in
             Application(
                 router: stub.router(), server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                 onServerRunning: onRunning, logger: Logger(label: "chutes", factory: { _ in SwiftLogNoOpLogHandler() }))
-        }) { port in
+        } _: { port in
             try await body(ChutesHarness(chutes: stub, chutesPort: port, caFile: caFile))
         }
     }

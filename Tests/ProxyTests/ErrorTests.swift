@@ -92,8 +92,9 @@ import Testing
 
     @Test func stalledStreamEndsWithAnErrorEventAndNoReceipt() async throws {
         let body = #"{"model":"stub-stall","stream":true,"messages":[]}"#
-        // 1 s, not less: the head must arrive within the timeout even while the whole suite runs in parallel.
-        try await ProxyHarness.run(environment: ["UPSTREAM_TIMEOUT_SECONDS": "1"]) { proxy in
+        // The one timeout also bounds the wait for the stream's head, which must arrive first (else this is a
+        // 504, not a stalled stream): give it a margin a loaded CI machine cannot eat.
+        try await ProxyHarness.run(environment: ["UPSTREAM_TIMEOUT_SECONDS": "2"]) { proxy in
             let reply = try await proxy.post("/v1/chat/completions", json: body)
             #expect(reply.status == 200)
             #expect(reply.text.hasSuffix(#""type":"upstream_timeout","param":null,"code":null}}"# + "\n\n"))
@@ -116,12 +117,19 @@ import Testing
     }
 
     @Test func signatureRecordsExpire() async throws {
-        try await ProxyHarness.run(environment: ["CHAT_CACHE_EXPIRATION": "1"]) { proxy in
+        // Long enough that the first lookup surely falls inside it even on a loaded machine; the expiry is then
+        // awaited (bounded) rather than guessed with a sleep.
+        try await ProxyHarness.run(environment: ["CHAT_CACHE_EXPIRATION": "3"]) { proxy in
             let reply = try await proxy.post("/v1/chat/completions", json: Self.chat)
             let id = try #require(reply.json["id"] as? String)
             #expect((try await proxy.request(.GET, "/v1/signature/\(id)")).status == 200)
-            try await Task.sleep(for: .milliseconds(1100))
-            #expect((try await proxy.request(.GET, "/v1/signature/\(id)")).status == 404)
+            let deadline = ContinuousClock.now + .seconds(30)
+            var status = 200
+            while status == 200, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                status = (try await proxy.request(.GET, "/v1/signature/\(id)")).status
+            }
+            #expect(status == 404)
         }
     }
 

@@ -9,29 +9,37 @@ import NIOHTTP1
 import Signing
 import VLLMProxy
 
-/// Runs a Hummingbird application on an ephemeral loopback port for the duration of `body`.
+/// Runs a Hummingbird application on an ephemeral loopback port for the duration of `body`, then stops it
+/// gracefully, never by cancelling it (see `withGracefullyStoppedServer` for why).
+/// - Parameter drainLimit: how long requests still in flight at the end may take before they are cancelled.
 func withRunningApp<App: ApplicationProtocol, T: Sendable>(
+    drainLimit: Duration = .seconds(10),
     _ makeApp: (@escaping @Sendable (any Channel) async -> Void) -> App,
     _ body: (Int) async throws -> T
 ) async throws -> T {
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let app = makeApp { channel in continuation.yield(channel.localAddress?.port ?? 0) }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw HarnessError.didNotStart }
-        do {
-            let result = try await body(port)
-            group.cancelAll()
-            return result
-        } catch {
-            group.cancelAll()
-            throw error
-        }
+    try await withGracefullyStoppedServer(drainLimit: drainLimit) { onRunning in
+        let app = makeApp { channel in await onRunning(channel.localAddress?.port) }
+        return { try await app.run() }
+    } _: { port in
+        guard let port else { throw HarnessError.didNotStart }
+        return try await body(port)
     }
 }
 
+/// A stub's drain limit: it is stopped after the proxy and the proxy's clients, so whatever it still serves
+/// then is an answer the proxy abandoned (a stalled or slow one), not worth waiting for.
+let abandonedAnswersDrainLimit: Duration = .seconds(2)
+
 enum HarnessError: Error { case didNotStart }
+
+/// `body`'s result or error, so that cleanup can run on both paths before the error is rethrown.
+func capture<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+    do {
+        return .success(try await body())
+    } catch {
+        return .failure(error)
+    }
+}
 
 /// The real proxy application in front of the real stub vLLM, both on loopback sockets.
 struct ProxyHarness: Sendable {
@@ -52,12 +60,12 @@ struct ProxyHarness: Sendable {
         let stub = StubUpstream()
         // Quiet loggers: tests assert on responses; the interop suite checks the binary's real log output.
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        return try await withRunningApp({ onRunning in
+        return try await withRunningApp(drainLimit: abandonedAnswersDrainLimit) { onRunning in
             Application(
                 router: stub.router(), server: StubUpstream.server,
                 configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                 onServerRunning: onRunning, logger: logger)
-        }) { stubPort in
+        } _: { stubPort in
             var environment = [
                 "TOKEN": token, "MODEL_NAME": "test-model", "HOST": "127.0.0.1", "PORT": "0",
                 "VLLM_BASE_URL": "http://127.0.0.1:\(stubPort)", "METRICS_POLL_INTERVAL_SECONDS": "0.5",
@@ -67,19 +75,23 @@ struct ProxyHarness: Sendable {
             let keys = SigningKeys()
             let services = ProxyServices(config: config, keys: keys, logger: logger)
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
-            do {
-                let result = try await withRunningApp({ buildApplication(services, onServerRunning: $0) }) { port in
-                    try await body(
-                        ProxyHarness(stub: stub, proxyPort: port, stubPort: stubPort, keys: keys, client: client))
+            // Stopped in order: the test's client (so no request of the test's is left for the proxy to drain),
+            // the proxy (serving what it still has in flight), the proxy's upstream clients, then the stub.
+            let outcome = await capture {
+                try await withRunningApp({ buildApplication(services, onServerRunning: $0) }) { port in
+                    let result = await capture {
+                        try await body(
+                            ProxyHarness(stub: stub, proxyPort: port, stubPort: stubPort, keys: keys, client: client))
+                    }
+                    try await client.shutdown()
+                    return try result.get()
                 }
-                try await client.shutdown()
-                try await services.shutdown()
-                return result
-            } catch {
-                try? await client.shutdown()
-                try? await services.shutdown()
-                throw error
             }
+            if case .failure = outcome { try? await client.shutdown() }
+            let servicesStopped = await capture { try await services.shutdown() }
+            let result = try outcome.get()
+            try servicesStopped.get()
+            return result
         }
     }
 

@@ -49,7 +49,7 @@ import Testing
 
             while try await iterator.next() != nil {}
             // The slot is released once the stream's last byte went out.
-            let deadline = ContinuousClock.now + .seconds(5)
+            let deadline = ContinuousClock.now + .seconds(10)
             var after = try await proxy.post("/v1/chat/completions", json: Self.chat)
             while after.status == 429, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
