@@ -38,6 +38,7 @@ struct CompletionPipeline: Sendable {
         admission: TrafficControl?
     ) async throws -> Response {
         let logger = context.logger
+        var timing = UpstreamTiming(route: context.endpointPath ?? kind.upstreamPath)
         let inFlight = receipts.metrics.completionStarted()
         let mode = try e2eeMode(request, kind: kind)
         let body = try await readBody(request)
@@ -47,8 +48,10 @@ struct CompletionPipeline: Sendable {
         var decoded = try DecodedRequest(bytes: body)
         let sealer = try await open(&decoded, mode: mode)
 
+        timing.upstreamWaitBegins()
         let answer = try await upstream.sendCompletion(
             path: kind.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
+        receipts.metrics.recordUpstreamTTFB(upstream: upstream.name, timing.upstreamWaitEnds())
         let response = answer.response
         var headers = HTTPFields()
         if kind == .chat {
@@ -68,11 +71,11 @@ struct CompletionPipeline: Sendable {
         if decoded.isStream {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
-                tickets: Tickets(slot: ticket, inFlight: inFlight), logger: logger)
+                tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
         }
         return try await relayJSON(
             response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
-            tickets: Tickets(slot: ticket, inFlight: inFlight), logger: logger)
+            tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
     }
 
     // MARK: E2EE
@@ -200,9 +203,12 @@ struct CompletionPipeline: Sendable {
 
     private func relayJSON(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, tickets: Tickets, logger: Logger
+        sealer: ResponseSealer?, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) async throws -> Response {
+        var timing = timing
+        timing.upstreamWaitBegins()
         var body = try await upstream.collect(response, logger: logger)
+        timing.upstreamWaitEnds()
         var json = try? JSONValue(parsing: body.readableBytesView)
         if let sealer {
             // Only what was sealed may leave: a body we cannot parse could carry plaintext.
@@ -224,18 +230,20 @@ struct CompletionPipeline: Sendable {
         var headers = headers
         headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
         let sent = body
+        let metrics = receipts.metrics
         return Response(
             status: .init(code: Int(response.status.code)), headers: headers,
-            body: ResponseBody(contentLength: sent.readableBytes) { writer in
+            body: ResponseBody(contentLength: sent.readableBytes) { [timing] writer in
                 defer { tickets.release() }
                 try await writer.write(sent)
                 try await writer.finish(nil)
+                metrics.recordOverhead(route: timing.route, timing.overhead())
             })
     }
 
     private func relayStream(
         _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, tickets: Tickets, logger: Logger
+        sealer: ResponseSealer?, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
@@ -246,12 +254,15 @@ struct CompletionPipeline: Sendable {
             status: .init(code: Int(response.status.code)), headers: headers,
             body: ResponseBody { writer in
                 defer { tickets.release() }
+                var timing = timing
                 var relay = StreamRelay(sealer: sealer, upstream: upstream.name)
                 var chunks = response.body.makeAsyncIterator()
                 while true {
                     let chunk: ByteBuffer?
                     do {
+                        timing.upstreamWaitBegins()
                         chunk = try await chunks.next()
+                        timing.upstreamWaitEnds()
                     } catch {
                         // The client went away (its connection's task was cancelled): nobody to tell.
                         if Task.isCancelled { throw CancellationError() }
@@ -288,6 +299,7 @@ struct CompletionPipeline: Sendable {
                         upstream: receipt.upstream, chutes: receipt.chutes)
                 }
                 try await writer.finish(nil)
+                receipts.metrics.recordOverhead(route: timing.route, timing.overhead())
             })
     }
 }

@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import Prometheus
 import SharedState
 import Synchronization
@@ -6,13 +7,16 @@ import Synchronization
 /// The proxy's own Prometheus metrics, kept in a registry owned by the app (no global metrics system).
 public struct ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
+    /// Per-request series, created once per label set (see `LatencyMetrics.swift`).
+    let handles: MetricHandles
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
+        self.handles = MetricHandles()
     }
 
     // Computed: the descriptor type is not Sendable, so it cannot be a stored static.
-    private static var requests: MetricNameDescriptor {
+    static var requests: MetricNameDescriptor {
         .init(
             namespace: "vllm_proxy", metricName: "http_requests", unitName: "total",
             helpText: "Responses by route template and status")
@@ -40,9 +44,9 @@ public struct ProxyMetrics: Sendable {
         return GaugeTicket(gauge)
     }
 
+    /// Counts one response under `vllm_proxy_http_requests_total` (no duration: see `recordRequest`).
     func requestFinished(route: String, status: Int) {
-        registry.makeCounter(descriptor: Self.requests, labels: [("route", route), ("status", String(status))])
-            .increment()
+        requestSeries(route: route, status: status).count.increment()
     }
 
     func receiptIssued(upstream: String) {
@@ -87,15 +91,23 @@ public struct ProxyMetrics: Sendable {
     }
 }
 
-/// Counts every response by route template (bounded cardinality) and status.
+/// Counts every response by route template (bounded cardinality) and status when its head is ready, and
+/// records its duration once its body has been written (or the write failed: a client that went away).
 struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ProxyMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        let response = try await next(request, context)
-        metrics.requestFinished(route: context.endpointPath ?? "unmatched", status: response.status.code)
+        let start = NIODeadline.now()
+        var response = try await next(request, context)
+        let series = metrics.requestSeries(route: context.endpointPath ?? "unmatched", status: response.status.code)
+        series.count.increment()
+        let body = response.body
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            defer { series.duration.record(.since(start)) }
+            try await body.write(writer)
+        }
         return response
     }
 }
