@@ -94,6 +94,7 @@ final class MetricHandles: Sendable {
     let requests = HandleCache<RouteStatus, RequestSeries>()
     let ttfb = HandleCache<Upstream.Name, DurationHistogram>()
     let overhead = HandleCache<String, DurationHistogram>()
+    let receipts = HandleCache<String, Counter>()
 }
 
 /// Metric handles by label value, each made once (the registry would hand back the same one anyway).

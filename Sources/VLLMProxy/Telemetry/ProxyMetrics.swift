@@ -9,10 +9,13 @@ public struct ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// Per-request series, created once per label set (see `LatencyMetrics.swift`).
     let handles: MetricHandles
+    /// Touched twice by every completion, so made once (it reads 0 from start-up on).
+    private let completionsInFlightGauge: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
         self.handles = MetricHandles()
+        self.completionsInFlightGauge = registry.makeGauge(descriptor: Self.completionsInFlight)
     }
 
     // Computed: the descriptor type is not Sendable, so it cannot be a stored static.
@@ -39,9 +42,8 @@ public struct ProxyMetrics: Sendable {
 
     /// Counts one completion as in flight until the returned ticket is released (or dropped).
     func completionStarted() -> GaugeTicket {
-        let gauge = registry.makeGauge(descriptor: Self.completionsInFlight)
-        gauge.increment()
-        return GaugeTicket(gauge)
+        completionsInFlightGauge.increment()
+        return GaugeTicket(completionsInFlightGauge)
     }
 
     /// Counts one response under `vllm_proxy_http_requests_total` (no duration: see `recordRequest`).
@@ -50,7 +52,9 @@ public struct ProxyMetrics: Sendable {
     }
 
     func receiptIssued(upstream: String) {
-        registry.makeCounter(descriptor: Self.receipts, labels: [("upstream", upstream)]).increment()
+        handles.receipts.handle(upstream) {
+            registry.makeCounter(descriptor: Self.receipts, labels: [("upstream", upstream)])
+        }.increment()
     }
 
     func basicInFlight(_ value: Int) {
