@@ -22,7 +22,8 @@ public struct JSONScan: Sendable {
 
     /// Scans `bytes`; throws what `JSONValue(parsing:)` would throw for the same input (same error kinds).
     public init(
-        scanning bytes: UnsafeRawBufferPointer, topLevelKeys: [StaticString] = [], flagging flaggedKey: StaticString? = nil
+        scanning bytes: UnsafeRawBufferPointer, topLevelKeys: [StaticString] = [],
+        flagging flaggedKey: StaticString? = nil
     ) throws(JSONParseError) {
         var scanner = Scanner(
             bytes: bytes.bindMemory(to: UInt8.self), wanted: topLevelKeys, flagged: flaggedKey)

@@ -150,7 +150,11 @@ public final class UpstreamConnectionPool: Sendable {
             waiters.withLock { $0.append(exchange) }
             // A connection may have closed between the check and the append: look again.
             if reserveConnection() {
-                if let waiter = waiters.withLock({ $0.popFirst() }) { connect(for: waiter) } else { releaseConnection() }
+                if let waiter = waiters.withLock({ $0.popFirst() }) {
+                    connect(for: waiter)
+                } else {
+                    releaseConnection()
+                }
             }
             return
         }
@@ -225,7 +229,8 @@ public final class UpstreamConnectionPool: Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
-                    guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+                    guard
+                        let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
                     else {
                         channel.close(promise: nil)
                         return exchange.fail(.connectionClosed)

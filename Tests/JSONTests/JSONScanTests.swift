@@ -52,7 +52,10 @@ import Testing
             state ^= state << 17
             return state
         }
-        let alphabet = Array(#"{}[]",:\ue0123456789-+.Etrufalsn"#.utf8) + [0x00, 0x1F, 0x80, 0xBF, 0xC3, 0xE2, 0xED, 0xF0, 0xF4, 0xFF]
+        let alphabet =
+            Array(#"{}[]",:\ue0123456789-+.Etrufalsn"#.utf8) + [
+                0x00, 0x1F, 0x80, 0xBF, 0xC3, 0xE2, 0xED, 0xF0, 0xF4, 0xFF,
+            ]
         var disagreements: [[UInt8]] = []
         for round in 0..<100_000 {
             var bytes = Array(Self.samples[round % Self.samples.count].utf8)
@@ -73,10 +76,12 @@ import Testing
     }
 
     @Test func findsTopLevelMembersAsParsingWould() throws {
-        let text = #"{"stream":false,"x":{"stream":true,"id":"inner"},"str\u0065am":true,"id":"chat-\u00e9","tool_calls":1}"#
+        let text =
+            #"{"stream":false,"x":{"stream":true,"id":"inner"},"str\u0065am":true,"id":"chat-\u00e9","tool_calls":1}"#
         let bytes = Array(text.utf8)
         try bytes.withUnsafeBytes { buffer in
-            let scan = try JSONScan(scanning: buffer, topLevelKeys: ["stream", "id", "missing"], flagging: "tool_calls")
+            let scan = try JSONScan(
+                scanning: buffer, topLevelKeys: ["stream", "id", "missing"], flagging: "tool_calls")
             #expect(scan.rootKind == .object)
             #expect(scan.members[0]?.kind == .true)  // the escaped duplicate key, last, wins
             #expect(scan.members[1].flatMap { JSONScan.string($0, in: buffer) } == "chat-é")

@@ -65,7 +65,8 @@ import Testing
         let server = try await TestServer()
         let pool = try Self.pool(server)
         await #expect(throws: UpstreamHTTPError.bodyTooLarge(limit: 1024)) {
-            _ = try await pool.execute(Self.get("/big"), body: nil, mode: .collect(limit: 1024), readTimeout: .seconds(5))
+            _ = try await pool.execute(
+                Self.get("/big"), body: nil, mode: .collect(limit: 1024), readTimeout: .seconds(5))
         }
         // The connection whose framing was abandoned is closed, not reused; the next request still works.
         let (_, body) = try await Self.collect(pool, "/json")
@@ -185,7 +186,9 @@ import Testing
         #expect(v6.host == "::1" && v6.port == 9000 && v6.hostHeader == "[::1]:9000")
     }
 
-    @Test(arguments: ["ftp://x", "http://", "http://h:0", "http://h:70000", "http://h:x", "http://u@h", "http://h?q=1", "vllm:8000"])
+    @Test(arguments: [
+        "ftp://x", "http://", "http://h:0", "http://h:70000", "http://h:x", "http://u@h", "http://h?q=1", "vllm:8000",
+    ])
     func refusesWhatItCannotServe(_ url: String) {
         #expect(UpstreamEndpoint(baseURL: url) == nil)
     }

@@ -2,10 +2,10 @@ import AsyncHTTPClient
 import Attestation
 import E2EE
 import Logging
-import UpstreamHTTP
 import Redis
 import SharedState
 import Signing
+import UpstreamHTTP
 
 /// Everything the proxy needs, built once at start-up and passed down; tests build the same graph.
 public struct ProxyServices: Sendable {

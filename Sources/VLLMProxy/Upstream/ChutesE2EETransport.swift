@@ -132,7 +132,8 @@ public struct ChutesE2EETransport: Sendable {
             let decrypted = DecryptedEventStream(
                 upstream: response.body, decoder: ChutesE2EEStreamDecoder(responseKey: invocation.responseKey),
                 metrics: metrics)
-            let plain = UpstreamResponse(status: 200, contentType: "text/event-stream", body: .relayed(.stream(decrypted)))
+            let plain = UpstreamResponse(
+                status: 200, contentType: "text/event-stream", body: .relayed(.stream(decrypted)))
             return UpstreamAnswer(response: plain, instanceID: invocation.instanceID)
         }
         let sealed = try await upstream.collect(UpstreamResponse(response), logger: logger)
