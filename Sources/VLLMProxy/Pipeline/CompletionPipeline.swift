@@ -60,7 +60,7 @@ struct CompletionPipeline: Sendable {
             headers[.proxyUpstreamTransport] = upstream.transport.name
         }
 
-        guard (200..<300).contains(response.status.code) else {
+        guard (200..<300).contains(response.status) else {
             return try await passThroughError(
                 response, upstream: upstream, headers: headers, sealed: sealer != nil, logger: logger)
         }
@@ -173,11 +173,11 @@ struct CompletionPipeline: Sendable {
     /// Relays an upstream's non-2xx answer; under E2EE (`sealed`) only its status, with our own body, since
     /// upstream errors echo the (decrypted) request.
     private func passThroughError(
-        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, sealed: Bool, logger: Logger
+        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, sealed: Bool, logger: Logger
     ) async throws -> Response {
         let body = try await upstream.collect(response, logger: logger)
-        logger.info("upstream answered an error", metadata: ["status": "\(response.status.code)"])
-        let status = Int(response.status.code)
+        logger.info("upstream answered an error", metadata: ["status": "\(response.status)"])
+        let status = response.status
         var headers = headers
         if sealed {
             try upstream.checkCredentialAccepted(status: status)
@@ -193,39 +193,42 @@ struct CompletionPipeline: Sendable {
             error.headers = headers
             throw error
         }
-        headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
+        headers[.contentType] = response.contentType ?? "application/json"
         return Response(
-            status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: relayed))
+            status: .init(code: response.status), headers: headers, body: .init(byteBuffer: relayed))
     }
 
     private func relayJSON(
-        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
+        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
         sealer: ResponseSealer?, tickets: Tickets, logger: Logger
     ) async throws -> Response {
         var body = try await upstream.collect(response, logger: logger)
-        var json = try? JSONValue(parsing: body.readableBytesView)
+        let chatID: String?
         if let sealer {
             // Only what was sealed may leave: a body we cannot parse could carry plaintext.
-            guard var sealed = json else {
+            guard var sealed = try? JSONValue(parsing: body.readableBytesView) else {
                 throw ProxyError.upstreamUnavailable(upstream.name.rawValue, "answered a body that is not JSON")
             }
             do throws(E2EEError) { try sealer.seal(&sealed) } catch { throw ProxyError(error) }
             body = ByteBuffer(bytes: sealed.serialized())
-            json = sealed
+            chatID = sealed["id"]?.stringValue
+        } else {
+            // A plain answer passes as received: only its `id` is read, without building a tree.
+            chatID = body.withUnsafeReadableBytes { topLevelID(in: $0) }
         }
         // A client that went away while the answer was generated gets no receipt (SPEC §2).
         if Task.isCancelled { throw ProxyError.clientClosedRequest }
-        if let chatID = json?["id"]?.stringValue {
+        if let chatID {
             await receipts.issue(
                 chatID: chatID, requestHash: receipt.requestHash,
                 responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream,
                 chutes: receipt.chutes)
         }
         var headers = headers
-        headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
+        headers[.contentType] = response.contentType ?? "application/json"
         let sent = body
         return Response(
-            status: .init(code: Int(response.status.code)), headers: headers,
+            status: .init(code: response.status), headers: headers,
             body: ResponseBody(contentLength: sent.readableBytes) { writer in
                 defer { tickets.release() }
                 try await writer.write(sent)
@@ -234,7 +237,7 @@ struct CompletionPipeline: Sendable {
     }
 
     private func relayStream(
-        _ response: HTTPClientResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
+        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
         sealer: ResponseSealer?, tickets: Tickets, logger: Logger
     ) -> Response {
         var headers = headers
@@ -243,7 +246,7 @@ struct CompletionPipeline: Sendable {
         headers[.accelBuffering] = "no"
         let receipts = self.receipts
         return Response(
-            status: .init(code: Int(response.status.code)), headers: headers,
+            status: .init(code: response.status), headers: headers,
             body: ResponseBody { writer in
                 defer { tickets.release() }
                 var relay = StreamRelay(sealer: sealer, upstream: upstream.name)
@@ -349,8 +352,8 @@ struct StreamRelay {
 
     private mutating func passPlain(_ chunk: ByteBuffer, events: [ByteBuffer]) -> ByteBuffer {
         for event in events {
-            guard let data = sseData(of: event), let json = try? JSONValue(parsing: data),
-                let id = json["id"]?.stringValue
+            guard let data = sseData(of: event),
+                let id = data.withUnsafeBytes({ topLevelID(in: $0) })
             else { continue }
             chatID = id
             splitter.keepsEvents = false
@@ -392,6 +395,14 @@ struct StreamRelay {
     }
 
     func finalHash() -> String { hasher.finalize().hex }
+}
+
+/// The top-level `id` string of a JSON object, if the bytes are one and it has one.
+func topLevelID(in bytes: UnsafeRawBufferPointer) -> String? {
+    guard let scan = try? JSONScan(scanning: bytes, topLevelKeys: ["id"]), scan.rootKind == .object,
+        let id = scan.members[0]
+    else { return nil }
+    return JSONScan.string(id, in: bytes)
 }
 
 extension HTTPField.Name {
