@@ -134,7 +134,8 @@ def main() -> None:
             f"Each stream: {r.get('slow_chunks')} chunks, the first at once, then one a second (an asyncio upstream, "
             f"bench/slow_streams.py); all opened within {r.get('streams_ramp')} s, each on its own connection. "
             "Time to first token: from starting to connect until the first `data:` chunk arrives. Peak RSS: "
-            "VmHWM of a proxy started fresh for this case (nginx: master + worker).",
+            "VmHWM of a proxy started fresh for this case (nginx: master + its one worker, whose worker_connections "
+            "is the open-file limit; when those run out it resets connections still waiting for their request).",
         ]
         if requested != ran:
             lines += [
