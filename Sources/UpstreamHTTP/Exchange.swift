@@ -54,6 +54,8 @@ final class Exchange: @unchecked Sendable {
     /// unknown mid-exchange, so it is never reused).
     func cancel() {
         eventLoop.execute {
+            // Already answered: the connection may be back in the pool serving someone else by now.
+            guard !self.completed else { return }
             self.cancelled = true
             self.fail(.cancelled)
             self.connection?.close(promise: nil)

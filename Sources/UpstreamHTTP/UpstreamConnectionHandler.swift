@@ -90,7 +90,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
             case .stream:
                 let sequence = UpstreamBodyStream.Producer.makeSequence(
                     backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
-                    delegate: StreamDelegate(handler: NIOLoopBound(self, eventLoop: context.eventLoop)))
+                    delegate: StreamDelegate(
+                        handler: NIOLoopBound(self, eventLoop: context.eventLoop), exchange: exchange))
                 state = .streaming(exchange, sequence.source)
                 exchange.succeed(
                     UpstreamHTTPResponse(
@@ -198,7 +199,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
         }
     }
 
-    func resumeReading() {
+    func resumeReading(for exchange: Exchange) {
+        guard case .streaming(let current, _) = state, current === exchange else { return }
         readsPaused = false
         guard readPending, let context else { return }
         readPending = false
@@ -206,8 +208,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     /// The stream's consumer went away before the end: nobody wants the rest, so the connection closes.
-    func consumerGone() {
-        guard case .streaming = state, let context else { return }
+    func consumerGone(for exchange: Exchange) {
+        guard case .streaming(let current, _) = state, current === exchange, let context else { return }
         state = .closed
         cancelTimer()
         context.close(promise: nil)

@@ -56,16 +56,19 @@ public struct UpstreamBodyStream: AsyncSequence, Sendable {
 }
 
 /// Tells the connection (on its event loop) when the consumer wants more or has gone.
+/// Each stream names its exchange: the connection may serve a newer one by the time an old stream's consumer
+/// lets go, and that one must not be disturbed.
 struct StreamDelegate: NIOAsyncSequenceProducerDelegate {
     let handler: NIOLoopBound<UpstreamConnectionHandler>
+    let exchange: Exchange
 
     func produceMore() {
-        let handler = self.handler
-        handler.eventLoop.execute { handler.value.resumeReading() }
+        let (handler, exchange) = (self.handler, self.exchange)
+        handler.eventLoop.execute { handler.value.resumeReading(for: exchange) }
     }
 
     func didTerminate() {
-        let handler = self.handler
-        handler.eventLoop.execute { handler.value.consumerGone() }
+        let (handler, exchange) = (self.handler, self.exchange)
+        handler.eventLoop.execute { handler.value.consumerGone(for: exchange) }
     }
 }

@@ -82,7 +82,11 @@ struct CompletionPipeline: Sendable {
 
     /// Validates the E2EE headers before the body is even read; only chat completions may carry them.
     private func e2eeMode(_ request: Request, kind: CompletionKind) throws(ProxyError) -> E2EEMode {
-        let headers = E2EEHeaders { request.headers[HTTPField.Name($0)!] }
+        let fields = request.headers
+        let headers = E2EEHeaders(
+            signingAlgo: fields[.signingAlgo], clientPublicKey: fields[.clientPublicKey],
+            modelPublicKey: fields[.modelPublicKey], version: fields[.e2eeVersion], nonce: fields[.e2eeNonce],
+            timestamp: fields[.e2eeTimestamp])
         guard kind == .chat else {
             guard headers.isEmpty else {
                 throw ProxyError(
@@ -460,7 +464,13 @@ extension HTTPField.Name {
     static let userTier = Self("X-User-Tier")!
     static let requestHash = Self("X-Request-Hash")!
     static let e2eeApplied = Self("X-E2EE-Applied")!
-    static let e2eeVersion = Self("X-E2EE-Version")!
+    static let e2eeVersion = Self(E2EEHeaders.versionName)!
+    // Made once: a name built from a string per request validates and lower-cases it each time.
+    static let signingAlgo = Self(E2EEHeaders.signingAlgoName)!
+    static let clientPublicKey = Self(E2EEHeaders.clientPublicKeyName)!
+    static let modelPublicKey = Self(E2EEHeaders.modelPublicKeyName)!
+    static let e2eeNonce = Self(E2EEHeaders.nonceName)!
+    static let e2eeTimestamp = Self(E2EEHeaders.timestampName)!
     static let e2eeAlgo = Self("X-E2EE-Algo")!
     static let accelBuffering = Self("X-Accel-Buffering")!
     static let proxyUpstream = Self("X-Proxy-Upstream")!
