@@ -33,11 +33,10 @@ struct CompletionPipeline: Sendable {
     /// Where v2 nonces are claimed: one namespace for every chat route.
     let replayGuard: any SharedStore
     let modelName: String
+
     func run(
-        _ request: Request, context: some RequestContext, kind: CompletionKind, upstream: Upstream,
-        admission: TrafficControl?
+        _ request: Request, logger: Logger, kind: CompletionKind, upstream: Upstream, admission: TrafficControl?
     ) async throws -> Response {
-        let logger = context.logger
         let inFlight = receipts.metrics.completionStarted()
         let mode = try e2eeMode(request, kind: kind)
         let body = try await readBody(request)
