@@ -78,6 +78,12 @@ import Testing
         early.upstreamWaitEnds()
         #expect(early.overhead() >= .milliseconds(100))
     }
+
+    @Test func overheadIsLabelledWithTheRouteTemplate() {
+        #expect(CompletionKind.chat.route(via: .vllm) == "/v1/chat/completions")
+        #expect(CompletionKind.text.route(via: .vllm) == "/v1/completions")
+        #expect(CompletionKind.chat.route(via: .chutes) == "/v1/chutes/chat/completions")
+    }
 }
 
 /// Our own `/v1/metrics` samples as `name{labels}` → value, read until `ready` holds (at most ~10 s).

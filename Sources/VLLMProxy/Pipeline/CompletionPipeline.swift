@@ -33,12 +33,11 @@ struct CompletionPipeline: Sendable {
     /// Where v2 nonces are claimed: one namespace for every chat route.
     let replayGuard: any SharedStore
     let modelName: String
+
     func run(
-        _ request: Request, context: some RequestContext, kind: CompletionKind, upstream: Upstream,
-        admission: TrafficControl?
+        _ request: Request, logger: Logger, kind: CompletionKind, upstream: Upstream, admission: TrafficControl?
     ) async throws -> Response {
-        let logger = context.logger
-        var timing = UpstreamTiming(route: context.endpointPath ?? kind.upstreamPath)
+        var timing = UpstreamTiming(route: kind.route(via: upstream.name))
         let inFlight = receipts.metrics.completionStarted()
         let mode = try e2eeMode(request, kind: kind)
         let body = try await readBody(request)
@@ -237,14 +236,14 @@ struct CompletionPipeline: Sendable {
         var headers = headers
         headers[.contentType] = response.contentType ?? "application/json"
         let sent = body
-        let metrics = receipts.metrics
+        // Like its duration, a body of known length's overhead ends when the response is handed over.
+        receipts.metrics.recordOverhead(route: timing.route, timing.overhead())
         return Response(
             status: .init(code: response.status), headers: headers,
-            body: ResponseBody(contentLength: sent.readableBytes) { [timing] writer in
+            body: ResponseBody(contentLength: sent.readableBytes) { writer in
                 defer { tickets.release() }
                 try await writer.write(sent)
                 try await writer.finish(nil)
-                metrics.recordOverhead(route: timing.route, timing.overhead())
             })
     }
 

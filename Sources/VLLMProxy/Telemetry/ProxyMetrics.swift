@@ -96,7 +96,8 @@ public struct ProxyMetrics: Sendable {
 }
 
 /// Counts every response by route template (bounded cardinality) and status when its head is ready, and
-/// records its duration once its body has been written (or the write failed: a client that went away).
+/// records its duration: a body of known length when the whole response is handed to the server, a stream
+/// once its last chunk is written (or the write failed: a client that went away).
 struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ProxyMetrics
 
@@ -107,6 +108,12 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         var response = try await next(request, context)
         let series = metrics.requestSeries(route: context.endpointPath ?? "unmatched", status: response.status.code)
         series.count.increment()
+        // Wrapping every body would cost Hummingbird's fast path (a buffer body goes out with its head in one
+        // write) and a task still writing when a satisfied client hangs up; only streams need it.
+        guard response.body.contentLength == nil else {
+            series.duration.record(.since(start))
+            return response
+        }
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
             defer { series.duration.record(.since(start)) }
