@@ -14,7 +14,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
         case idle
         case awaitingHead(Exchange)
         case collecting(Exchange, HTTPResponseHead, ByteBuffer, limit: Int)
-        case streaming(Exchange, UpstreamBodyStream.Producer.Source)
+        /// The head was delivered. Only the exchange's serial is kept, not the exchange: its promise holds the
+        /// stream, and a stream still reachable from here would never be deinitialised when its consumer drops
+        /// it unread (the upstream would then run to its end for nobody).
+        case streaming(serial: UInt64, UpstreamBodyStream.Producer.Source)
         /// Closed, or being closed: never reused.
         case closed
     }
@@ -34,6 +37,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     /// Whether this connection already served an exchange (a stale keep-alive connection can fail at once).
     private var servedBefore = false
     private var responseBytesSeen = false
+    /// Numbers this connection's exchanges, so a stream's late callbacks can tell whether they are still its.
+    private var serial: UInt64 = 0
     private var keepAlive = true
     private var lastRead = NIODeadline.now()
     private var timer: Scheduled<Void>?
@@ -64,6 +69,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
             return
         }
         exchange.connection = context.channel
+        serial &+= 1
         responseBytesSeen = false
         keepAlive = exchange.head.isKeepAlive
         state = .awaitingHead(exchange)
@@ -91,8 +97,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
                 let sequence = UpstreamBodyStream.Producer.makeSequence(
                     backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
                     delegate: StreamDelegate(
-                        handler: NIOLoopBound(self, eventLoop: context.eventLoop), exchange: exchange))
-                state = .streaming(exchange, sequence.source)
+                        handler: NIOLoopBound(self, eventLoop: context.eventLoop), serial: serial))
+                state = .streaming(serial: serial, sequence.source)
                 exchange.succeed(
                     UpstreamHTTPResponse(
                         status: head.status, headers: head.headers,
@@ -199,8 +205,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
         }
     }
 
-    func resumeReading(for exchange: Exchange) {
-        guard case .streaming(let current, _) = state, current === exchange else { return }
+    func resumeReading(for serial: UInt64) {
+        guard case .streaming(let current, _) = state, current == serial else { return }
         readsPaused = false
         guard readPending, let context else { return }
         readPending = false
@@ -208,8 +214,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     /// The stream's consumer went away before the end: nobody wants the rest, so the connection closes.
-    func consumerGone(for exchange: Exchange) {
-        guard case .streaming(let current, _) = state, current === exchange, let context else { return }
+    func consumerGone(for serial: UInt64) {
+        guard case .streaming(let current, _) = state, current == serial, let context else { return }
         state = .closed
         cancelTimer()
         context.close(promise: nil)

@@ -56,19 +56,19 @@ public struct UpstreamBodyStream: AsyncSequence, Sendable {
 }
 
 /// Tells the connection (on its event loop) when the consumer wants more or has gone.
-/// Each stream names its exchange: the connection may serve a newer one by the time an old stream's consumer
-/// lets go, and that one must not be disturbed.
+/// Each stream names its exchange (by the connection's serial number for it): the connection may serve a
+/// newer one by the time an old stream's consumer lets go, and that one must not be disturbed.
 struct StreamDelegate: NIOAsyncSequenceProducerDelegate {
     let handler: NIOLoopBound<UpstreamConnectionHandler>
-    let exchange: Exchange
+    let serial: UInt64
 
     func produceMore() {
-        let (handler, exchange) = (self.handler, self.exchange)
-        handler.eventLoop.execute { handler.value.resumeReading(for: exchange) }
+        let (handler, serial) = (self.handler, self.serial)
+        handler.eventLoop.execute { handler.value.resumeReading(for: serial) }
     }
 
     func didTerminate() {
-        let (handler, exchange) = (self.handler, self.exchange)
-        handler.eventLoop.execute { handler.value.consumerGone(for: exchange) }
+        let (handler, serial) = (self.handler, self.serial)
+        handler.eventLoop.execute { handler.value.consumerGone(for: serial) }
     }
 }

@@ -9,6 +9,7 @@ import Synchronization
 ///   /big             200 with a 64 KiB body
 ///   /close-after     200, then closes the connection WITHOUT saying `Connection: close` (a keep-alive race)
 ///   /silent          never answers
+///   /stall           a chunked head and one chunk, then nothing
 ///   /slow/MS         answers /json's body after MS milliseconds
 final class TestServer: Sendable {
     let port: Int
@@ -100,6 +101,11 @@ final class TestServer: Sendable {
                 context.close(promise: nil)
             case "silent"?:
                 break
+            case "stall"?:
+                var head = HTTPResponseHead(version: .http1_1, status: .ok)
+                head.headers.add(name: "Transfer-Encoding", value: "chunked")
+                context.write(wrapOutboundOut(.head(head)), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "data: 0\n\n")))), promise: nil)
             case "slow"?:
                 let delay = parts.count > 1 ? Int64(parts[1]) ?? 100 : 100
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)

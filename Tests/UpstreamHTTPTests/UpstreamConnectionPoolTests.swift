@@ -125,6 +125,21 @@ import Testing
         await server.stop()
     }
 
+    /// A caller that drops a streamed answer without reading it (its client went away before the head could
+    /// be relayed) must still close the connection: the stream may not stay reachable from the connection.
+    @Test func aStreamDroppedUnreadClosesItsConnection() async throws {
+        let server = try await TestServer()
+        let pool = try Self.pool(server)
+        do {
+            let response = try await pool.execute(
+                Self.get("/stall"), body: nil, mode: .stream, readTimeout: .seconds(30))
+            #expect(response.status == .ok)
+        }
+        try await Self.waitUntil { server.stats.withLock { $0.closed } == 1 }
+        await pool.shutdown()
+        await server.stop()
+    }
+
     @Test func aKeepAliveConnectionClosedByTheUpstreamIsRetriedOnceOnAFreshOne() async throws {
         let server = try await TestServer()
         let pool = try Self.pool(server)
