@@ -105,7 +105,8 @@ final class TestServer: Sendable {
                 var head = HTTPResponseHead(version: .http1_1, status: .ok)
                 head.headers.add(name: "Transfer-Encoding", value: "chunked")
                 context.write(wrapOutboundOut(.head(head)), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "data: 0\n\n")))), promise: nil)
+                context.writeAndFlush(
+                    wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "data: 0\n\n")))), promise: nil)
             case "slow"?:
                 let delay = parts.count > 1 ? Int64(parts[1]) ?? 100 : 100
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
