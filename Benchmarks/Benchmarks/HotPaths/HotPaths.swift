@@ -8,7 +8,7 @@ import SSE
 import Signing
 
 // Micro-benchmarks of the work the proxy does per request and per stream chunk (`scripts/microbench`).
-// Each benchmark measures one operation per iteration; inputs are built once, outside the measurement.
+// Each benchmark measures one operation per inner iteration; inputs are built once, outside the measurement.
 // Wall time is noisy on a shared machine; malloc counts (and instructions, where the kernel exposes the
 // counter) are deterministic and the numbers to compare between commits.
 
@@ -28,7 +28,7 @@ let benchmarks: @Sendable () -> Void = {
     slow.warmupIterations = 1
     slow.maxDuration = .seconds(4)
 
-    // What the harness itself costs per iteration: subtract it from the rows below.
+    // The harness's own cost per operation: should read 0 mallocs and a few nanoseconds.
     Benchmark("Baseline: empty iteration") { benchmark in
         for index in benchmark.scaledIterations { blackHole(index) }
     }
