@@ -40,6 +40,10 @@ public struct GuardedHTTP1Channel: ServerChildChannel {
     }
 
     public func handle(value: Value, logger: Logger) async {
+        // Hummingbird starts this task wherever the accept loop ran. Waiting once on the connection's own event
+        // loop moves it there when NIO runs Swift concurrency (the proxy's main.swift): every later resumption
+        // then stays on that thread instead of crossing to another loop for each read and write.
+        try? await value.channel.eventLoop.submit {}.get()
         let http1 = HTTP1Channel(responder: responder)
         let connection = Task { await http1.handle(value: value.connection, logger: logger) }
         value.watch.onGone { connection.cancel() }

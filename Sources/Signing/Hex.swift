@@ -1,8 +1,11 @@
 /// Lowercase hex encoding and strict decoding, shared by every module that puts bytes on the wire.
 public enum Hex {
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+    // Inlinable: called across modules with concrete types (String, digests), where an unspecialised generic
+    // walks the bytes through protocol witnesses — measured as a visible share of an E2EE request.
+    @usableFromInline static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Lowercase hex of `bytes`, no prefix.
+    @inlinable
     public static func encode<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.underestimatedCount * 2)
@@ -14,6 +17,7 @@ public enum Hex {
     }
 
     /// Bytes of an even-length hex string (either case, no prefix); nil for anything else.
+    @inlinable
     public static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
         let utf8 = text.utf8
         guard utf8.count % 2 == 0 else { return nil }
@@ -32,8 +36,8 @@ public enum Hex {
         return out
     }
 
-    @inline(__always)
-    private static func nibble(_ char: UInt8) -> UInt8? {
+    @inlinable @inline(__always)
+    static func nibble(_ char: UInt8) -> UInt8? {
         switch char {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return char &- UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): return char &- UInt8(ascii: "a") &+ 10

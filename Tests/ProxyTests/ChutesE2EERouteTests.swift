@@ -50,7 +50,7 @@ import Testing
         }
     }
 
-    @Test func theTransportNeverDescribesTheKey() throws {
+    @Test func theTransportNeverDescribesTheKey() async throws {
         let key = "cpk-never-printed-\(UUID().uuidString)"
         let config = try ProxyConfig(environment: [
             "TOKEN": "t", "MODEL_NAME": "m", "CHUTES_ENABLED": "1", "CHUTES_API_KEY": key, "CHUTES_E2EE": "1",
@@ -68,7 +68,7 @@ import Testing
             #expect(!text.contains("never-printed"), "\(text)")
         }
         #expect(mode.logLine == "chutes: enabled (https://llm.chutes.ai), e2ee via https://api.chutes.ai")
-        try upstream.client.syncShutdown()
+        await upstream.shutdown()
     }
 
     @Test func anE2EBaseURLThatIsNotHTTPSIsAMisconfiguration() async throws {

@@ -231,7 +231,7 @@ import Testing
     }
 }
 
-@Test func anUpstreamNeverDescribesItsKey() throws {
+@Test func anUpstreamNeverDescribesItsKey() async throws {
     let mode = ChutesMode.decide(
         .init(enabled: true, baseURL: "https://chutes.example", apiKey: "sk-very-secret", caFile: nil),
         timeout: .seconds(5))
@@ -244,5 +244,5 @@ import Testing
     for text in [String(describing: upstream), String(reflecting: upstream), dumped, "\(mode)"] {
         #expect(!text.contains("sk-very-secret"))
     }
-    try upstream.client.syncShutdown()
+    await upstream.shutdown()
 }

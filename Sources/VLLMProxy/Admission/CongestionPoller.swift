@@ -32,7 +32,7 @@ struct CongestionPoller: Service {
             var quiet = logger
             quiet.logLevel = .error
             let response = try await upstream.send(.GET, path: "/metrics", body: nil, timeout: timeout, logger: quiet)
-            guard response.status.code == 200 else { return }
+            guard response.status == 200 else { return }
             let body = try await response.body.collect(upTo: 16 << 20)
             if let waiting = maxRequestsWaiting(inPrometheusText: Substring(String(buffer: body))) {
                 trafficControl.record(waiting: waiting)

@@ -3,6 +3,9 @@ import Hummingbird
 import Logging
 import NIOCore
 
+/// The accept queue asked of the kernel (which caps it at `net.core.somaxconn`).
+let listenBacklog = 65_535
+
 /// Builds the HTTP application: routes, middleware and background services over one `ProxyServices`.
 public func buildApplication(
     _ services: ProxyServices, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
@@ -15,7 +18,12 @@ public func buildApplication(
         router: router,
         // Time limits per connection, and a client that goes away cancels its request (SPEC §1, §2).
         server: .guardedHTTP1(limits: services.config.connectionLimits),
-        configuration: .init(address: .hostname(services.config.host, port: services.config.port), serverName: nil),
+        // A burst of thousands of new connections (gateways opening streams at once) overflowed Hummingbird's
+        // default accept queue of 256: the rest waited for SYN retries, seconds before their first token. The
+        // kernel caps this at net.core.somaxconn.
+        configuration: .init(
+            address: .hostname(services.config.host, port: services.config.port), serverName: nil,
+            backlog: listenBacklog),
         onServerRunning: onServerRunning,
         logger: services.logger
     )

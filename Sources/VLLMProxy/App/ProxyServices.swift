@@ -5,6 +5,7 @@ import Logging
 import Redis
 import SharedState
 import Signing
+import UpstreamHTTP
 
 /// Everything the proxy needs, built once at start-up and passed down; tests build the same graph.
 public struct ProxyServices: Sendable {
@@ -51,11 +52,16 @@ public struct ProxyServices: Sendable {
             self.store = store
             self.replayStore = replayStore
         }
+        // ProxyConfig already checked the URL, and a plain-HTTP pool needs no TLS context, so this cannot throw.
+        let vllmPool = try! UpstreamConnectionPool(
+            endpoint: UpstreamEndpoint(baseURL: config.vllmBaseURL)!,
+            configuration: .init(maxConnections: config.upstreamMaxConnections))
         self.vllm = Upstream(
-            name: .vllm, baseURL: config.vllmBaseURL, authorization: nil,
-            client: Upstream.makeClient(timeout: config.upstreamTimeout, retryConnect: false),
+            name: .vllm, baseURL: config.vllmBaseURL, authorization: nil, pool: vllmPool,
             timeout: config.upstreamTimeout)
-        self.chutes = ChutesMode.decide(config.chutes, timeout: config.upstreamTimeout, metrics: metrics)
+        self.chutes = ChutesMode.decide(
+            config.chutes, timeout: config.upstreamTimeout, maxConnections: config.upstreamMaxConnections,
+            metrics: metrics)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics
         self.logger = logger
@@ -113,8 +119,8 @@ public struct ProxyServices: Sendable {
     public func shutdown() async throws {
         await redis?.shutdown()
         await attestation.shutdown()
-        try await vllm.client.shutdown()
-        if case .enabled(let upstream) = chutes { try await upstream.client.shutdown() }
+        await vllm.shutdown()
+        if case .enabled(let upstream) = chutes { await upstream.shutdown() }
         try await agentClient.shutdown()
     }
 }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOSSL
+import UpstreamHTTP
 
 /// Whether the Chutes routes serve, decided once at start-up. Misconfiguration never stops the proxy:
 /// the vLLM routes keep serving and the Chutes routes answer `503` with the reason (SPEC §7).
@@ -12,7 +13,8 @@ public enum ChutesMode: Sendable {
 
     /// Judges the settings; only a fully valid configuration builds an upstream (and its one pooled client).
     public static func decide(
-        _ settings: ProxyConfig.ChutesSettings, timeout: Duration, metrics: ProxyMetrics = .init()
+        _ settings: ProxyConfig.ChutesSettings, timeout: Duration, maxConnections: Int = 16384,
+        metrics: ProxyMetrics = .init()
     ) -> ChutesMode {
         guard settings.enabled else { return .disabled }
         guard let key = settings.apiKey, !key.isEmpty else { return .misconfigured("CHUTES_API_KEY is not set") }
@@ -32,17 +34,28 @@ public enum ChutesMode: Sendable {
             }
             tls.additionalTrustRoots = [.certificates(roots)]
         }
-        let client = Upstream.makeClient(timeout: timeout, retryConnect: true, tls: .custom(tls))
+        let pool: UpstreamConnectionPool
+        do {
+            guard let endpoint = UpstreamEndpoint(baseURL: settings.baseURL) else {
+                return .misconfigured("CHUTES_BASE_URL must be an absolute https:// URL")
+            }
+            pool = try UpstreamConnectionPool(
+                endpoint: endpoint,
+                configuration: .init(maxConnections: maxConnections, idleTimeout: .seconds(30), tls: tls))
+        } catch {
+            return .misconfigured("CHUTES_CA_FILE (\(settings.caFile ?? "")) cannot be used for TLS")
+        }
         var transport = UpstreamTransport.direct
         if settings.e2ee || settings.teeOnly {
             let chutesTransport = ChutesE2EETransport(
                 baseURL: settings.baseURL, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
-                http: client, timeout: timeout, teeOnly: settings.teeOnly, metrics: metrics)
+                http: ChutesE2EETransport.makeClient(timeout: timeout, tls: tls), timeout: timeout,
+                teeOnly: settings.teeOnly, metrics: metrics)
             transport = settings.e2ee ? .chutesE2EE(chutesTransport) : .teeOnlyDirect(chutesTransport)
         }
         return .enabled(
             Upstream(
-                name: .chutes, baseURL: settings.baseURL, authorization: "Bearer \(key)", client: client,
+                name: .chutes, baseURL: settings.baseURL, authorization: "Bearer \(key)", pool: pool,
                 timeout: timeout, transport: transport))
     }
 

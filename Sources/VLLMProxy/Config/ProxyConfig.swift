@@ -1,5 +1,6 @@
 import GuardedHTTP
 import Logging
+import UpstreamHTTP
 
 /// The proxy's configuration, read once from the environment at start-up and validated there.
 public struct ProxyConfig: Sendable {
@@ -24,6 +25,8 @@ public struct ProxyConfig: Sendable {
     public var metricsMaxAge: Duration
     public var chutes: ChutesSettings
     public var upstreamTimeout: Duration
+    /// Most open connections to one upstream (each upstream has its own pool).
+    public var upstreamMaxConnections: Int
     public var maxBodyBytes: Int
     /// Server-side limits of each client connection (head, body, keep-alive idle).
     public var connectionLimits: ConnectionLimits
@@ -105,6 +108,9 @@ public struct ProxyConfig: Sendable {
         .seconds(
             "UPSTREAM_TIMEOUT_SECONDS", 600, 0.01...86_400,
             "longest wait for an upstream response head, and between two stream chunks"),
+        .integer(
+            "UPSTREAM_MAX_CONNECTIONS", 16384, 1...1_048_576,
+            "most concurrent connections to one upstream; more requests wait for one"),
         .integer("MAX_BODY_BYTES", 10_485_760, 1...268_435_456, "largest request body accepted"),
         .seconds("HEADER_TIMEOUT_SECONDS", 10, 1...300, "a request head must arrive within this"),
         .seconds("BODY_TIMEOUT_SECONDS", 60, 1...3600, "a whole request body must arrive within this, else 408"),
@@ -143,7 +149,7 @@ public struct ProxyConfig: Sendable {
         self.token = try required("TOKEN")
         self.modelName = try required("MODEL_NAME")
         self.vllmBaseURL = Self.trimTrailingSlash(string("VLLM_BASE_URL") ?? "http://vllm:8000")
-        guard vllmBaseURL.hasPrefix("http://") || vllmBaseURL.hasPrefix("https://") else {
+        guard UpstreamEndpoint(baseURL: vllmBaseURL) != nil else {
             throw .malformed("VLLM_BASE_URL", "must be an http:// or https:// URL")
         }
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION"))
@@ -168,6 +174,7 @@ public struct ProxyConfig: Sendable {
             teeOnly: flag("CHUTES_TEE_ONLY")
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS")
+        self.upstreamMaxConnections = try integer("UPSTREAM_MAX_CONNECTIONS")
         self.maxBodyBytes = try integer("MAX_BODY_BYTES")
         self.connectionLimits = ConnectionLimits(
             header: try seconds("HEADER_TIMEOUT_SECONDS"), body: try seconds("BODY_TIMEOUT_SECONDS"),

@@ -1,57 +1,70 @@
 import JSON
 import NIOCore
 
-/// A completion request body after the decode stage: a JSON object, its `stream` flag, and the exact bytes
-/// to forward (the original bytes whenever nothing had to change, so unchanged requests are not re-serialised).
+/// A completion request body after the decode stage: a validated JSON object, its `stream` flag, and the exact
+/// bytes to forward (the original bytes whenever nothing had to change, so unchanged requests are not
+/// re-serialised).
+///
+/// A plain request is only scanned (validated, `stream` read, `tool_calls` looked for) and never parsed into
+/// a tree; the tree is built only when something must change (E2EE decryption, `tool_calls: []` stripping).
 struct DecodedRequest: Sendable {
     /// The exact bytes the client sent; the request hash is taken over these.
     let received: ByteBuffer
-    private(set) var json: JSONObject
-    private(set) var isModified: Bool
+    /// Set once the body had to be parsed to change it.
+    private var changed: JSONObject?
     let isStream: Bool
 
     init(bytes: ByteBuffer) throws(ProxyError) {
-        let value: JSONValue
+        let scan: JSONScan
         do {
-            value = try JSONValue(parsing: bytes.readableBytesView)
+            scan = try bytes.withUnsafeReadableBytes { buffer in
+                try JSONScan(scanning: buffer, topLevelKeys: ["stream"], flagging: "tool_calls")
+            }
         } catch {
             throw .invalidRequest("Request body is not valid JSON")
         }
-        guard case .object(let object) = value else { throw .invalidRequest("Request body must be a JSON object") }
+        guard scan.rootKind == .object else { throw .invalidRequest("Request body must be a JSON object") }
         self.received = bytes
-        self.json = object
-        self.isModified = false
         // Only a JSON boolean decides: vLLM would coerce `"true"` or `1` and stream an answer we then
         // treated as JSON (SPEC §2).
-        switch object["stream"] {
-        case nil, .null?: self.isStream = false
-        case .bool(let flag)?: self.isStream = flag
+        switch scan.members[0]?.kind {
+        case nil, .null?, .false?: self.isStream = false
+        case .true?: self.isStream = true
         default: throw .invalidRequest("stream must be a boolean")
         }
-        stripEmptyToolCalls()
+        if scan.sawFlaggedKey { stripEmptyToolCalls() }
     }
 
     /// vLLM rejects `tool_calls: []` on assistant messages, which some clients send; drop the key.
     private mutating func stripEmptyToolCalls() {
+        var json = tree
         guard case .array(var messages)? = json["messages"] else { return }
-        var changed = false
+        var stripped = false
         for index in messages.indices {
             guard case .object(var message) = messages[index], message["role"] == .string("assistant"),
                 message["tool_calls"] == .array([])
             else { continue }
             message["tool_calls"] = nil
             messages[index] = .object(message)
-            changed = true
+            stripped = true
         }
-        if changed { update { $0["messages"] = .array(messages) } }
+        guard stripped else { return }
+        json["messages"] = .array(messages)
+        changed = json
     }
 
-    /// Rewrites the body (E2EE decryption, stripping); forwarding then re-serialises.
+    /// The body as a tree: the changed one, else parsed from the received bytes (already validated).
+    private var tree: JSONObject {
+        changed ?? (try? JSONValue(parsing: received.readableBytesView))?.objectValue ?? JSONObject()
+    }
+
+    /// Rewrites the body (E2EE decryption); forwarding then re-serialises.
     mutating func update<E: Error>(_ change: (inout JSONObject) throws(E) -> Void) throws(E) {
+        var json = tree
         try change(&json)
-        isModified = true
+        changed = json
     }
 
     /// The bytes sent upstream.
-    var forwardBytes: ByteBuffer { isModified ? ByteBuffer(bytes: JSONValue.object(json).serialized()) : received }
+    var forwardBytes: ByteBuffer { changed.map { ByteBuffer(bytes: JSONValue.object($0).serialized()) } ?? received }
 }

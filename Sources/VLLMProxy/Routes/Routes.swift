@@ -85,10 +85,10 @@ func jsonResponse(_ status: HTTPResponse.Status, _ body: some Sequence<UInt8>) -
 private func passThrough(_ upstream: Upstream, path: String, logger: Logger) async throws -> Response {
     let response = try await upstream.send(.GET, path: path, body: nil, logger: logger)
     let body = try await upstream.collect(response, logger: logger)
-    let status = Int(response.status.code)
+    let status = response.status
     return Response(
         status: .init(code: status),
-        headers: [.contentType: response.headers.first(name: "Content-Type") ?? "application/json"],
+        headers: [.contentType: response.contentType ?? "application/json"],
         body: .init(
             byteBuffer: (200..<300).contains(status) ? body : try upstream.relayedError(status: status, body: body)))
 }
@@ -102,10 +102,10 @@ private func metricsResponse(_ services: ProxyServices, logger: Logger) async th
         let response = try await services.vllm.send(
             .GET, path: "/metrics", body: nil, timeout: services.config.metricsTimeout, logger: logger)
         let body = try await response.body.collect(upTo: 16 << 20)
-        if response.status.code == 200 {
+        if response.status == 200 {
             out.append(contentsOf: body.readableBytesView)
         } else {
-            out.append(contentsOf: "# vLLM /metrics answered HTTP \(response.status.code)\n".utf8)
+            out.append(contentsOf: "# vLLM /metrics answered HTTP \(response.status)\n".utf8)
         }
     } catch let error as ProxyError {
         out.append(contentsOf: "# vLLM /metrics could not be fetched: \(error.type)\n".utf8)

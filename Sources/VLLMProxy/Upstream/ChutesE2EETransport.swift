@@ -4,6 +4,7 @@ import JSON
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import SSE
 
 /// How completions travel to an upstream: as plain HTTP(S), or sealed by Chutes' E2EE transport to the GPU
@@ -37,13 +38,14 @@ extension Upstream {
         case .teeOnlyDirect(let gate):
             try await gate.admit(body, logger: logger)
         }
-        return UpstreamAnswer(response: try await send(.POST, path: path, body: body, logger: logger), instanceID: nil)
+        return UpstreamAnswer(
+            response: try await send(.POST, path: path, body: body, stream: stream, logger: logger), instanceID: nil)
     }
 }
 
 /// A completion's answer as the pipeline relays it, and how it travelled.
 struct UpstreamAnswer: Sendable {
-    let response: HTTPClientResponse
+    let response: UpstreamResponse
     /// The Chutes instance that served it under E2EE.
     let instanceID: String?
 }
@@ -56,6 +58,19 @@ public struct ChutesE2EETransport: Sendable {
     let client: ChutesE2EEClient
     let directory: ChutesHTTPDirectory
     let metrics: ProxyMetrics
+
+    /// The relay's own client (discovery and `/e2e/invoke`): pooled keep-alive connections, no automatic
+    /// decompression (bytes pass as sent), no redirects, connection attempts retried (a remote service).
+    static func makeClient(timeout: Duration, tls: TLSConfiguration) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: TimeAmount(timeout))
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        configuration.decompression = .disabled
+        configuration.redirectConfiguration = .disallow
+        configuration.tlsConfiguration = tls
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
 
     init(
         baseURL: String, e2eBaseURL: String, authorization: String, http: HTTPClient, timeout: Duration,
@@ -111,23 +126,21 @@ public struct ChutesE2EETransport: Sendable {
             // Refused again after the one retry: the relay's own refusal, not the client's request.
             throw failure(.noInstances, logger: logger)
         default:
-            return UpstreamAnswer(response: response, instanceID: invocation.instanceID)
+            return UpstreamAnswer(response: UpstreamResponse(response), instanceID: invocation.instanceID)
         }
         if stream {
             let decrypted = DecryptedEventStream(
                 upstream: response.body, decoder: ChutesE2EEStreamDecoder(responseKey: invocation.responseKey),
                 metrics: metrics)
-            let plain = HTTPClientResponse(
-                version: response.version, status: .ok, headers: ["Content-Type": "text/event-stream"],
-                body: .stream(decrypted))
+            let plain = UpstreamResponse(
+                status: 200, contentType: "text/event-stream", body: .relayed(.stream(decrypted)))
             return UpstreamAnswer(response: plain, instanceID: invocation.instanceID)
         }
-        let sealed = try await upstream.collect(response, logger: logger)
+        let sealed = try await upstream.collect(UpstreamResponse(response), logger: logger)
         do throws(ChutesE2EEError) {
             let json = try invocation.responseKey.openResponse(sealed.readableBytesView)
-            let plain = HTTPClientResponse(
-                version: response.version, status: .ok, headers: ["Content-Type": "application/json"],
-                body: .bytes(ByteBuffer(bytes: json)))
+            let plain = UpstreamResponse(
+                status: 200, contentType: "application/json", body: .relayed(.bytes(ByteBuffer(bytes: json))))
             return UpstreamAnswer(response: plain, instanceID: invocation.instanceID)
         } catch {
             throw failure(error, logger: logger)
@@ -142,7 +155,7 @@ public struct ChutesE2EETransport: Sendable {
         outgoing.headers.add(name: "Authorization", value: directory.authorization)
         for header in request.headers { outgoing.headers.add(name: header.name, value: header.value) }
         outgoing.body = .bytes(ByteBuffer(bytes: request.blob))
-        return try await upstream.client.execute(
+        return try await directory.http.execute(
             outgoing, timeout: upstream.timeout, logger: Upstream.clientLogger(logger))
     }
 

@@ -4,10 +4,11 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import UpstreamHTTP
 
 /// Where a completion goes: the only thing that differs between the vLLM and the Chutes chat routes.
 ///
-/// Built once at start-up with its own pooled `HTTPClient`, so no request pays for client or TLS set-up.
+/// Built once at start-up with its own connection pool, so no request pays for client or TLS set-up.
 public struct Upstream: Sendable {
     /// The upstream's name as receipts and metrics spell it.
     public enum Name: String, Sendable {
@@ -18,58 +19,53 @@ public struct Upstream: Sendable {
     public let baseURL: String
     /// The full `Authorization` header value sent upstream, if any. A secret: never logged.
     let authorization: String?
-    let client: HTTPClient
+    /// Keep-alive connections on the requesting task's own event loop (see `UpstreamConnectionPool`).
+    let pool: UpstreamConnectionPool
+    /// The idle-read timeout: the longest silence between two bytes of an answer (also between stream chunks).
     let timeout: TimeAmount
     /// How completions travel (Chutes: TLS, or Chutes' own E2EE to the GPU instance).
     public let transport: UpstreamTransport
 
     public init(
-        name: Name, baseURL: String, authorization: String?, client: HTTPClient, timeout: Duration,
+        name: Name, baseURL: String, authorization: String?, pool: UpstreamConnectionPool, timeout: Duration,
         transport: UpstreamTransport = .direct
     ) {
         self.name = name
         self.baseURL = baseURL
         self.authorization = authorization
-        self.client = client
+        self.pool = pool
         self.timeout = TimeAmount(timeout)
         self.transport = transport
     }
 
-    /// A client configured for one upstream: pooled keep-alive connections, an idle-read timeout that bounds
-    /// the silence between two stream chunks, and no automatic decompression (bytes pass through as sent).
-    ///
-    /// `retryConnect: false` suits a local upstream (vLLM beside us): a refused connection means it is down,
-    /// and the client should get its 502 at once rather than after the connect timeout's worth of retries.
-    public static func makeClient(timeout: Duration, retryConnect: Bool, tls: TLSConfigurationChoice = .system)
-        -> HTTPClient
-    {
-        var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(10), read: TimeAmount(timeout))
-        configuration.connectionPool = .init(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
-        configuration.connectionPool.retryConnectionEstablishment = retryConnect
-        configuration.decompression = .disabled
-        configuration.redirectConfiguration = .disallow
-        if case .custom(let tlsConfiguration) = tls { configuration.tlsConfiguration = tlsConfiguration }
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }
-
-    /// Sends one request and returns once the response head has arrived; the body streams afterwards.
-    func send(_ method: HTTPMethod, path: String, body: ByteBuffer?, timeout: Duration? = nil, logger: Logger)
-        async throws(ProxyError) -> HTTPClientResponse
-    {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = method
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(body)
-        }
-        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+    /// Sends one request and returns once the response head has arrived — with the whole body when `stream`
+    /// is false (collected on the event loop, up to `maxBodyBytes`), else with a stream of it.
+    func send(
+        _ method: HTTPMethod, path: String, body: ByteBuffer?, stream: Bool = false, timeout: Duration? = nil,
+        logger: Logger
+    ) async throws(ProxyError) -> UpstreamResponse {
+        var headers = HTTPHeaders()
+        if body != nil { headers.add(name: "Content-Type", value: "application/json") }
+        if let authorization { headers.add(name: "Authorization", value: authorization) }
+        let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
         do {
-            return try await client.execute(
-                request, timeout: timeout.map(TimeAmount.init) ?? self.timeout, logger: Self.clientLogger(logger))
+            let response = try await pool.execute(
+                head, body: body, mode: stream ? .stream : .collect(limit: Self.maxBodyBytes),
+                readTimeout: timeout.map(TimeAmount.init) ?? self.timeout)
+            return UpstreamResponse(
+                status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
+                body: .pooled(response.body))
         } catch {
             throw mapError(error, logger: logger)
+        }
+    }
+
+    /// Closes its connections (and the Chutes E2EE relay's client); call once the server has stopped.
+    public func shutdown() async {
+        await pool.shutdown()
+        switch transport {
+        case .direct: break
+        case .chutesE2EE(let relay), .teeOnlyDirect(let relay): try? await relay.directory.http.shutdown()
         }
     }
 
@@ -77,7 +73,7 @@ public struct Upstream: Sendable {
     static let maxBodyBytes = 64 << 20
 
     /// Reads a whole (non-streamed) response body; transport failures map like `send`'s.
-    func collect(_ response: HTTPClientResponse, logger: Logger) async throws(ProxyError) -> ByteBuffer {
+    func collect(_ response: UpstreamResponse, logger: Logger) async throws(ProxyError) -> ByteBuffer {
         do {
             return try await response.body.collect(upTo: Self.maxBodyBytes)
         } catch {
@@ -109,8 +105,8 @@ public struct Upstream: Sendable {
             message: "The \(name.rawValue) upstream refused the configured API key (HTTP \(status))")
     }
 
-    /// AsyncHTTPClient logs excerpts of every HTTP part at trace level — body bytes that may hold E2EE
-    /// plaintext or a credential an upstream echoed. Its logger therefore never goes below debug.
+    /// AsyncHTTPClient (Chutes' E2EE relay) logs excerpts of every HTTP part at trace level — body bytes that
+    /// may hold E2EE plaintext or a credential an upstream echoed. Its logger therefore never goes below debug.
     static func clientLogger(_ logger: Logger) -> Logger {
         guard logger.logLevel < .debug else { return logger }
         var clamped = logger
@@ -122,11 +118,17 @@ public struct Upstream: Sendable {
     func mapError(_ error: any Error, logger: Logger) -> ProxyError {
         if let error = error as? ProxyError { return error }  // already decided (E2EE stream failures)
         // Cancelled because the client went away: the upstream is fine, and the request is abandoned.
-        if Task.isCancelled || error is CancellationError || (error as? HTTPClientError) == .cancelled {
+        if Task.isCancelled || error is CancellationError || (error as? HTTPClientError) == .cancelled
+            || (error as? UpstreamHTTPError) == .cancelled
+        {
             logger.debug("upstream request cancelled: the client went away", metadata: ["upstream": "\(name.rawValue)"])
             return .clientClosedRequest
         }
         if let error = error as? HTTPClientError, error == .readTimeout || error == .deadlineExceeded {
+            logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
+            return .upstreamTimeout(name.rawValue)
+        }
+        if (error as? UpstreamHTTPError) == .readTimeout {
             logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
             return .upstreamTimeout(name.rawValue)
         }
@@ -136,6 +138,16 @@ public struct Upstream: Sendable {
     }
 
     private static func describe(_ error: any Error) -> String {
+        if let error = error as? UpstreamHTTPError {
+            switch error {
+            case .connectFailed(let reason): return reason
+            case .connectTimeout: return "connection timed out"
+            case .connectionClosed: return "connection closed by upstream"
+            case .bodyTooLarge: return "answered a body over \(maxBodyBytes >> 20) MiB"
+            case .invalidResponse: return "answered malformed HTTP"
+            case .readTimeout, .cancelled, .shutDown: return "request failed"
+            }
+        }
         if let error = error as? HTTPClientError {
             switch error {
             case .connectTimeout: return "connection timed out"
@@ -148,12 +160,6 @@ public struct Upstream: Sendable {
         if text.contains("ssl") || text.contains("tls") || text.contains("certificate") { return "TLS failure" }
         return "connection failed"
     }
-}
-
-/// How an upstream client establishes trust: the system roots, or an explicit configuration.
-public enum TLSConfigurationChoice: Sendable {
-    case system
-    case custom(TLSConfiguration)
 }
 
 extension TimeAmount {

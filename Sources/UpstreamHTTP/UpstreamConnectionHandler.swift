@@ -1,0 +1,248 @@
+import NIOCore
+import NIOHTTP1
+
+/// Drives one keep-alive HTTP/1.1 connection to the upstream, one exchange at a time, as an explicit state
+/// machine on the connection's event loop: send the request, deliver the head (with the whole body, or a
+/// stream of it), then hand the connection back to its pool or close it.
+final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private enum State {
+        /// In the pool (or just connected), no exchange.
+        case idle
+        case awaitingHead(Exchange)
+        case collecting(Exchange, HTTPResponseHead, ByteBuffer, limit: Int)
+        case streaming(Exchange, UpstreamBodyStream.Producer.Source)
+        /// Closed, or being closed: never reused.
+        case closed
+    }
+
+    /// Called (on the loop) when the connection may serve another exchange, or when it is gone for good.
+    struct Callbacks: Sendable {
+        let reusable: @Sendable (UpstreamConnectionHandler) -> Void
+        let closed: @Sendable (UpstreamConnectionHandler) -> Void
+        /// Sends an exchange again on a fresh connection.
+        let retry: @Sendable (Exchange) -> Void
+    }
+
+    private var state = State.idle
+    private var context: ChannelHandlerContext?
+    private let callbacks: Callbacks
+    private(set) var idleSince = NIODeadline.now()
+    /// Whether this connection already served an exchange (a stale keep-alive connection can fail at once).
+    private var servedBefore = false
+    private var responseBytesSeen = false
+    private var keepAlive = true
+    private var lastRead = NIODeadline.now()
+    private var timer: Scheduled<Void>?
+    /// Back-pressure: a read the channel asked for while the stream's consumer is behind.
+    private var readsPaused = false
+    private var readPending = false
+
+    init(callbacks: Callbacks) {
+        self.callbacks = callbacks
+    }
+
+    var channel: (any Channel)? { context?.channel }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Sending
+
+    /// Starts an exchange on this (idle) connection.
+    func start(_ exchange: Exchange) {
+        guard case .idle = state, let context, context.channel.isActive else {
+            retryOrFail(exchange, .connectionClosed)
+            return
+        }
+        exchange.connection = context.channel
+        responseBytesSeen = false
+        keepAlive = exchange.head.isKeepAlive
+        state = .awaitingHead(exchange)
+        lastRead = .now()
+        armTimer(context, timeout: exchange.readTimeout)
+        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        if let body = exchange.body, body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    // MARK: Receiving
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastRead = .now()
+        responseBytesSeen = true
+        switch (unwrapInboundIn(data), state) {
+        case (.head(let head), .awaitingHead(let exchange)):
+            if !head.isKeepAlive { keepAlive = false }
+            switch exchange.mode {
+            case .collect(let limit):
+                state = .collecting(exchange, head, ByteBuffer(), limit: limit)
+            case .stream:
+                let sequence = UpstreamBodyStream.Producer.makeSequence(
+                    backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
+                    delegate: StreamDelegate(
+                        handler: NIOLoopBound(self, eventLoop: context.eventLoop), exchange: exchange))
+                state = .streaming(exchange, sequence.source)
+                exchange.succeed(
+                    UpstreamHTTPResponse(
+                        status: head.status, headers: head.headers,
+                        body: .stream(UpstreamBodyStream(producer: sequence.sequence))))
+            }
+        case (.body(let part), .collecting(let exchange, let head, var body, let limit)):
+            guard body.readableBytes + part.readableBytes <= limit else {
+                fail(context, .bodyTooLarge(limit: limit))
+                return
+            }
+            state = .idle  // lets `body` be uniquely referenced while it grows
+            body.writeImmutableBuffer(part)
+            state = .collecting(exchange, head, body, limit: limit)
+        case (.body(let part), .streaming(_, let source)):
+            if source.yield(part) == .stopProducing { readsPaused = true }
+        case (.end, .collecting(let exchange, let head, let body, _)):
+            exchange.succeed(UpstreamHTTPResponse(status: head.status, headers: head.headers, body: .complete(body)))
+            finishExchange(context)
+        case (.end, .streaming(_, let source)):
+            source.finish()
+            finishExchange(context)
+        case (_, .closed):
+            break
+        default:
+            // A part out of order, or an answer nobody asked for: the connection's framing is lost.
+            fail(context, .invalidResponse)
+        }
+    }
+
+    private func finishExchange(_ context: ChannelHandlerContext) {
+        cancelTimer()
+        servedBefore = true
+        readsPaused = false
+        if readPending {
+            readPending = false
+            context.read()
+        }
+        guard keepAlive else {
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        state = .idle
+        idleSince = .now()
+        callbacks.reusable(self)
+    }
+
+    // MARK: Failure
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(context, .connectionClosed)
+        callbacks.closed(self)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(context, error is HTTPParserError ? .invalidResponse : .connectionClosed)
+    }
+
+    /// Ends the exchange in progress with `error` (or retries it elsewhere) and closes the connection.
+    private func fail(_ context: ChannelHandlerContext, _ error: UpstreamHTTPError) {
+        let previous = state
+        state = .closed
+        cancelTimer()
+        switch previous {
+        case .awaitingHead(let exchange):
+            if responseBytesSeen { exchange.fail(error) } else { retryOrFail(exchange, error) }
+        case .collecting(let exchange, _, _, _):
+            exchange.fail(error)
+        case .streaming(_, let source):
+            source.finish(error)
+        case .idle, .closed:
+            break
+        }
+        if case .closed = previous { return }
+        context.close(promise: nil)
+    }
+
+    /// A keep-alive connection the upstream closed while idle fails the next request before any answer: that
+    /// request never reached the upstream's handler, so it is sent once more on a fresh connection.
+    private func retryOrFail(_ exchange: Exchange, _ error: UpstreamHTTPError) {
+        guard servedBefore, !exchange.retried, !exchange.cancelled else {
+            exchange.fail(exchange.cancelled ? .cancelled : error)
+            return
+        }
+        exchange.retried = true
+        callbacks.retry(exchange)
+    }
+
+    /// Closes an idle connection the pool does not keep.
+    func retire() {
+        guard case .idle = state, let context else { return }
+        state = .closed
+        context.close(promise: nil)
+    }
+
+    // MARK: Back-pressure
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func resumeReading(for exchange: Exchange) {
+        guard case .streaming(let current, _) = state, current === exchange else { return }
+        readsPaused = false
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    /// The stream's consumer went away before the end: nobody wants the rest, so the connection closes.
+    func consumerGone(for exchange: Exchange) {
+        guard case .streaming(let current, _) = state, current === exchange, let context else { return }
+        state = .closed
+        cancelTimer()
+        context.close(promise: nil)
+    }
+
+    // MARK: Read timeout
+
+    /// One timer per exchange, pushed back lazily: a read only records its time, and the timer re-arms for
+    /// the remainder when it fires early (cheaper than rescheduling on every chunk).
+    private func armTimer(_ context: ChannelHandlerContext, timeout: TimeAmount) {
+        let deadline = lastRead + timeout
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.timerFired(timeout: timeout)
+        }
+    }
+
+    private func timerFired(timeout: TimeAmount) {
+        guard let context else { return }
+        switch state {
+        case .idle, .closed:
+            return
+        case .awaitingHead, .collecting, .streaming:
+            // A consumer that is behind paused our reads: the silence is the client's, not the upstream's.
+            if readsPaused || lastRead + timeout > .now() {
+                armTimer(context, timeout: timeout)
+            } else {
+                fail(context, .readTimeout)
+            }
+        }
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+    }
+}
