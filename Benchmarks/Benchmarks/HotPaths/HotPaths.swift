@@ -47,6 +47,17 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("JSON parse response \(response.count) B") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(try? JSONValue(parsing: response)) }
     }
+    // What the pipeline does instead of parsing where nothing changes: a validating scan that reads a plain
+    // request's `stream` (and looks for `tool_calls`), or a response's `id`.
+    Benchmark("JSON scan request \(smallRequest.count) B") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(scanRequest(smallRequest)) }
+    }
+    Benchmark("JSON scan request \(largeRequest.count) B") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(scanRequest(largeRequest)) }
+    }
+    Benchmark("JSON scan response \(response.count) B for its id") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(response.withUnsafeBytes { topLevelID(in: $0) }) }
+    }
     let parsedLarge = try! JSONValue(parsing: largeRequest)
     let parsedResponse = try! JSONValue(parsing: response)
     Benchmark("JSON serialise request \(largeRequest.count) B") { benchmark in
@@ -116,8 +127,9 @@ let benchmarks: @Sendable () -> Void = {
             for chunk in stream {
                 let events = try! splitter.append(chunk)
                 for event in events where chatID == nil {
-                    guard let data = sseData(of: event), let json = try? JSONValue(parsing: data) else { continue }
-                    chatID = json["id"]?.stringValue
+                    guard let data = sseData(of: event), let id = data.withUnsafeBytes({ topLevelID(in: $0) })
+                    else { continue }
+                    chatID = id
                     splitter.keepsEvents = false
                 }
                 chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
@@ -153,6 +165,24 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(Hex.encode(hasher.finalize()))
         }
     }
+}
+
+/// A plain request's scan as the pipeline does it (`DecodedRequest`).
+func scanRequest(_ bytes: [UInt8]) -> Bool? {
+    bytes.withUnsafeBytes { buffer in
+        guard let scan = try? JSONScan(scanning: buffer, topLevelKeys: ["stream"], flagging: "tool_calls") else {
+            return nil
+        }
+        return scan.members[0]?.kind == .true || scan.sawFlaggedKey
+    }
+}
+
+/// The top-level `id` string of a JSON object, as the pipeline reads it (`topLevelID` in CompletionPipeline).
+func topLevelID(in bytes: UnsafeRawBufferPointer) -> String? {
+    guard let scan = try? JSONScan(scanning: bytes, topLevelKeys: ["id"]), scan.rootKind == .object,
+        let id = scan.members[0]
+    else { return nil }
+    return JSONScan.string(id, in: bytes)
 }
 
 /// The inputs: typical OpenAI-style chat bodies of the sizes the proxy sees, and the E2EE fixture.
