@@ -45,12 +45,8 @@ public struct GuardedHTTP1Channel: ServerChildChannel {
         // then stays on that thread instead of crossing to another loop for each read and write.
         try? await value.channel.eventLoop.submit {}.get()
         let http1 = HTTP1Channel(responder: responder)
-        let connection = Task { await http1.handle(value: value.connection, logger: logger) }
-        value.watch.onGone { connection.cancel() }
-        await withTaskCancellationHandler {
-            await connection.value
-        } onCancel: {
-            connection.cancel()
+        await value.watch.guarding {
+            await http1.handle(value: value.connection, logger: logger)
         }
     }
 }

@@ -33,11 +33,11 @@ struct CompletionPipeline: Sendable {
     /// Where v2 nonces are claimed: one namespace for every chat route.
     let replayGuard: any SharedStore
     let modelName: String
+
     func run(
-        _ request: Request, context: some RequestContext, kind: CompletionKind, upstream: Upstream,
-        admission: TrafficControl?
+        _ request: Request, logger: Logger, kind: CompletionKind, upstream: Upstream, admission: TrafficControl?
     ) async throws -> Response {
-        let logger = context.logger
+        var timing = UpstreamTiming(route: kind.route(via: upstream.name))
         let inFlight = receipts.metrics.completionStarted()
         let mode = try e2eeMode(request, kind: kind)
         let body = try await readBody(request)
@@ -47,8 +47,10 @@ struct CompletionPipeline: Sendable {
         var decoded = try DecodedRequest(bytes: body)
         let sealer = try await open(&decoded, mode: mode)
 
+        timing.upstreamWaitBegins()
         let answer = try await upstream.sendCompletion(
             path: kind.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
+        receipts.metrics.recordUpstreamTTFB(upstream: upstream.name, timing.upstreamWaitEnds())
         let response = answer.response
         var headers = HTTPFields()
         if kind == .chat {
@@ -68,11 +70,11 @@ struct CompletionPipeline: Sendable {
         if decoded.isStream {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
-                tickets: Tickets(slot: ticket, inFlight: inFlight), logger: logger)
+                tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
         }
         return try await relayJSON(
             response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
-            tickets: Tickets(slot: ticket, inFlight: inFlight), logger: logger)
+            tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
     }
 
     // MARK: E2EE
@@ -204,9 +206,12 @@ struct CompletionPipeline: Sendable {
 
     private func relayJSON(
         _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, tickets: Tickets, logger: Logger
+        sealer: ResponseSealer?, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) async throws -> Response {
+        var timing = timing
+        timing.upstreamWaitBegins()
         var body = try await upstream.collect(response, logger: logger)
+        timing.upstreamWaitEnds()
         let chatID: String?
         if let sealer {
             // Only what was sealed may leave: a body we cannot parse could carry plaintext.
@@ -231,6 +236,8 @@ struct CompletionPipeline: Sendable {
         var headers = headers
         headers[.contentType] = response.contentType ?? "application/json"
         let sent = body
+        // Like its duration, a body of known length's overhead ends when the response is handed over.
+        receipts.metrics.recordOverhead(route: timing.route, timing.overhead())
         return Response(
             status: .init(code: response.status), headers: headers,
             body: ResponseBody(contentLength: sent.readableBytes) { writer in
@@ -242,7 +249,7 @@ struct CompletionPipeline: Sendable {
 
     private func relayStream(
         _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, tickets: Tickets, logger: Logger
+        sealer: ResponseSealer?, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
@@ -254,7 +261,7 @@ struct CompletionPipeline: Sendable {
             status: .init(code: response.status), headers: headers,
             body: ResponseBody { writer in
                 defer { tickets.release() }
-                try await relay.run(response.body, to: &writer)
+                try await relay.run(response.body, to: &writer, timing: timing)
             })
     }
 }
@@ -310,13 +317,18 @@ final class StreamRelay: @unchecked Sendable {
     }
 
     /// Relays the upstream's chunks to the client, then stores the receipt (only for a stream that ended well
-    /// and whose client is still there).
-    func run(_ body: UpstreamResponse.Body, to writer: inout any ResponseBodyWriter) async throws {
+    /// and whose client is still there) and records the proxy's overhead (waits for chunks excluded).
+    func run(_ body: UpstreamResponse.Body, to writer: inout any ResponseBodyWriter, timing: UpstreamTiming)
+        async throws
+    {
+        var timing = timing
         var chunks = body.makeAsyncIterator()
         while true {
             let chunk: ByteBuffer?
             do {
+                timing.upstreamWaitBegins()
                 chunk = try await chunks.next()
+                timing.upstreamWaitEnds()
             } catch {
                 // The client went away (its connection's task was cancelled): nobody to tell.
                 if Task.isCancelled { throw CancellationError() }
@@ -350,6 +362,7 @@ final class StreamRelay: @unchecked Sendable {
                 upstream: receipt.upstream, chutes: receipt.chutes)
         }
         try await writer.finish(nil)
+        receipts.metrics.recordOverhead(route: timing.route, timing.overhead())
     }
 
     private enum Step {

@@ -23,11 +23,11 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
     let authed = router.group().add(middleware: BearerAuthMiddleware(token: services.config.token))
     authed.post("/v1/chat/completions") { request, context in
         try await pipeline.run(
-            request, context: context, kind: .chat, upstream: services.vllm, admission: services.trafficControl)
+            request, logger: context.logger, kind: .chat, upstream: services.vllm, admission: services.trafficControl)
     }
     authed.post("/v1/completions") { request, context in
         try await pipeline.run(
-            request, context: context, kind: .text, upstream: services.vllm, admission: services.trafficControl)
+            request, logger: context.logger, kind: .text, upstream: services.vllm, admission: services.trafficControl)
     }
     authed.get("/v1/signature/{chat_id}") { request, context in
         let chatID = try context.parameters.require("chat_id")
@@ -56,7 +56,7 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
     chutes.post("/v1/chutes/chat/completions") { request, context in
         // Same pipeline, another upstream; vLLM's traffic control does not apply.
         try await pipeline.run(
-            request, context: context, kind: .chat, upstream: try services.chutes.upstream(), admission: nil)
+            request, logger: context.logger, kind: .chat, upstream: try services.chutes.upstream(), admission: nil)
     }
     chutes.get("/v1/chutes/models") { _, context in
         try await passThrough(try services.chutes.upstream(), path: "/v1/models", logger: context.logger)

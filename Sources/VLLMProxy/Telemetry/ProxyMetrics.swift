@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import Prometheus
 import SharedState
 import Synchronization
@@ -6,13 +7,19 @@ import Synchronization
 /// The proxy's own Prometheus metrics, kept in a registry owned by the app (no global metrics system).
 public struct ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
+    /// Per-request series, created once per label set (see `LatencyMetrics.swift`).
+    let handles: MetricHandles
+    /// Touched twice by every completion, so made once (it reads 0 from start-up on).
+    private let completionsInFlightGauge: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
+        self.handles = MetricHandles()
+        self.completionsInFlightGauge = registry.makeGauge(descriptor: Self.completionsInFlight)
     }
 
     // Computed: the descriptor type is not Sendable, so it cannot be a stored static.
-    private static var requests: MetricNameDescriptor {
+    static var requests: MetricNameDescriptor {
         .init(
             namespace: "vllm_proxy", metricName: "http_requests", unitName: "total",
             helpText: "Responses by route template and status")
@@ -35,18 +42,19 @@ public struct ProxyMetrics: Sendable {
 
     /// Counts one completion as in flight until the returned ticket is released (or dropped).
     func completionStarted() -> GaugeTicket {
-        let gauge = registry.makeGauge(descriptor: Self.completionsInFlight)
-        gauge.increment()
-        return GaugeTicket(gauge)
+        completionsInFlightGauge.increment()
+        return GaugeTicket(completionsInFlightGauge)
     }
 
+    /// Counts one response under `vllm_proxy_http_requests_total` (no duration: see `recordRequest`).
     func requestFinished(route: String, status: Int) {
-        registry.makeCounter(descriptor: Self.requests, labels: [("route", route), ("status", String(status))])
-            .increment()
+        requestSeries(route: route, status: status).count.increment()
     }
 
     func receiptIssued(upstream: String) {
-        registry.makeCounter(descriptor: Self.receipts, labels: [("upstream", upstream)]).increment()
+        handles.receipts.handle(upstream) {
+            registry.makeCounter(descriptor: Self.receipts, labels: [("upstream", upstream)])
+        }.increment()
     }
 
     func basicInFlight(_ value: Int) {
@@ -87,15 +95,30 @@ public struct ProxyMetrics: Sendable {
     }
 }
 
-/// Counts every response by route template (bounded cardinality) and status.
+/// Counts every response by route template (bounded cardinality) and status when its head is ready, and
+/// records its duration: a body of known length when the whole response is handed to the server, a stream
+/// once its last chunk is written (or the write failed: a client that went away).
 struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ProxyMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        let response = try await next(request, context)
-        metrics.requestFinished(route: context.endpointPath ?? "unmatched", status: response.status.code)
+        let start = NIODeadline.now()
+        var response = try await next(request, context)
+        let series = metrics.requestSeries(route: context.endpointPath ?? "unmatched", status: response.status.code)
+        series.count.increment()
+        // Wrapping every body would cost Hummingbird's fast path (a buffer body goes out with its head in one
+        // write) and a task still writing when a satisfied client hangs up; only streams need it.
+        guard response.body.contentLength == nil else {
+            series.duration.record(.since(start))
+            return response
+        }
+        let body = response.body
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            defer { series.duration.record(.since(start)) }
+            try await body.write(writer)
+        }
         return response
     }
 }
