@@ -13,6 +13,11 @@ let package = Package(
         .executable(name: "vllm-proxy", targets: ["vllm-proxy"]),
         .executable(name: "stub-vllm", targets: ["stub-vllm"]),
         .executable(name: "dev-attestation-agent", targets: ["dev-attestation-agent"]),
+        // The hot pieces, exported so the separate micro-benchmark package (Benchmarks/) can depend on them.
+        .library(name: "JSON", targets: ["JSON"]),
+        .library(name: "SSE", targets: ["SSE"]),
+        .library(name: "Signing", targets: ["Signing"]),
+        .library(name: "E2EE", targets: ["E2EE"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
