@@ -145,8 +145,7 @@ enum E2EECrypto {
     }
 
     static func randomNonce() -> [UInt8] {
-        var rng = SystemRandomNumberGenerator()
-        return (0..<nonceLength).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
+        SecureRandom.bytes(nonceLength)
     }
 }
 

@@ -38,14 +38,17 @@ public struct SSEEventSplitter: Sendable {
 
     /// Feeds one upstream chunk; returns the events it completed, in order (none when `!keepsEvents`).
     public mutating func append(_ chunk: ByteBuffer) throws(EventTooLarge) -> [ByteBuffer] {
-        let cuts = scan(chunk)
+        let cuts = scan(chunk, recordingEvents: keepsEvents)
         var events: [ByteBuffer] = []
         var start = cuts.firstStart
         for cut in cuts.events {
-            if keepsEvents {
+            let tail = slice(of: chunk, from: start, to: cut.end)
+            if pending.readableBytes == 0 {
+                events.append(tail)  // wholly inside this chunk: a slice of it, no copy
+            } else {
                 var event = pending
                 pending = ByteBuffer()
-                event.writeImmutableBuffer(slice(of: chunk, from: start, to: cut.end))
+                event.writeImmutableBuffer(tail)
                 events.append(event)
             }
             start = cut.next
@@ -66,7 +69,8 @@ public struct SSEEventSplitter: Sendable {
 
     /// Where each event completed in `chunk` ends and the next one starts (exclusive offsets; past a
     /// dropped `\n`), where the chunk's own content starts, and whether the cap was crossed. One look per byte.
-    private mutating func scan(_ chunk: ByteBuffer) -> (
+    /// Cuts are recorded only when events are kept: otherwise only the cap and the line state matter.
+    private mutating func scan(_ chunk: ByteBuffer, recordingEvents: Bool) -> (
         firstStart: Int, events: [(end: Int, next: Int)], tooLarge: Bool
     ) {
         chunk.withUnsafeReadableBytes { bytes in
@@ -103,7 +107,7 @@ public struct SSEEventSplitter: Sendable {
                             index += 1
                         }
                     }
-                    events.append((end: end, next: index))
+                    if recordingEvents { events.append((end: end, next: index)) }
                     eventBytes = 0
                     afterCarriageReturn = false
                 default:

@@ -29,8 +29,7 @@ final class Secp256k1Context: @unchecked Sendable {
         }
         // Blinding the generator multiplication with fresh randomness protects signing and
         // public-key derivation against timing/power side channels.
-        var rng = SystemRandomNumberGenerator()
-        var seed = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
+        var seed = SecureRandom.bytes(32)
         let randomized = seed.withUnsafeBufferPointer { secp256k1_context_randomize(context, $0.baseAddress) }
         precondition(randomized == 1, "secp256k1_context_randomize failed")
         seed.resetBytes()
@@ -138,9 +137,8 @@ public struct Secp256k1PrivateKey: Sendable {
     }
 
     private init(context: Secp256k1Context) {
-        var rng = SystemRandomNumberGenerator()
         while true {
-            let candidate = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
+            let candidate = SecureRandom.bytes(32)
             // Rejection sampling: the chance of a candidate ≥ n is about 2⁻¹²⁸.
             if let key = try? Self(rawRepresentation: candidate, context: context) {
                 self = key

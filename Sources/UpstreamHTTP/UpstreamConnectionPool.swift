@@ -41,6 +41,9 @@ public final class UpstreamConnectionPool: Sendable {
     private let peak = Atomic<Int>(0)
     private let waiters = Mutex<Waiters>(Waiters())
     private let shutDown = Atomic<Bool>(false)
+    /// The endpoint's address when its host is an IP literal: no resolver round trip (a thread hop through
+    /// getaddrinfo) for each new connection.
+    private let address: SocketAddress?
 
     private struct Waiters {
         var queue: [Exchange] = []
@@ -82,6 +85,7 @@ public final class UpstreamConnectionPool: Sendable {
         } else {
             self.sslContext = nil
         }
+        self.address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port)
         self.loops = group.makeIterator().map { LoopPool(eventLoop: $0) }
         for pool in loops {
             let idleTimeout = configuration.idleTimeout
@@ -193,6 +197,7 @@ public final class UpstreamConnectionPool: Sendable {
             return exchange.fail(.shutDown)
         }
         let sslContext = self.sslContext
+        let resolved = self.address
         let serverHostname = endpoint.host.isIPAddress ? nil : endpoint.host
         let callbacks = UpstreamConnectionHandler.Callbacks(
             reusable: { handler in
@@ -214,6 +219,11 @@ public final class UpstreamConnectionPool: Sendable {
         ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Each connection keeps its receive buffer for reuse; NIO's default first size (2 KiB) per open
+            // stream added up. It grows after a full read (a large answer), up to 64 KiB.
+            .channelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+            )
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
@@ -224,7 +234,7 @@ public final class UpstreamConnectionPool: Sendable {
                     try sync.addHandler(UpstreamConnectionHandler(callbacks: callbacks))
                 }
             }
-            .connect(host: endpoint.host, port: endpoint.port)
+            .connect(to: resolved, orHost: endpoint.host, port: endpoint.port)
             .assumeIsolated()
             .whenComplete { result in
                 switch result {
@@ -308,6 +318,14 @@ final class LoopPool: @unchecked Sendable {
         let all = idle
         idle.removeAll()
         for handler in all { handler.channel?.close(promise: nil) }
+    }
+}
+
+extension ClientBootstrap {
+    /// Connects to `address` when known, else resolves `host`.
+    fileprivate func connect(to address: SocketAddress?, orHost host: String, port: Int) -> EventLoopFuture<Channel> {
+        if let address { return connect(to: address) }
+        return connect(host: host, port: port)
     }
 }
 

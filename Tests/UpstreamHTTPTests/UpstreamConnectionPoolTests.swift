@@ -114,8 +114,10 @@ import Testing
         let server = try await TestServer()
         let pool = try Self.pool(server)
         do {
+            // A stream whose rest never comes: once its consumer lets go, only closing can end it. (A stream
+            // read to its end before being dropped goes back to the pool instead.)
             let response = try await pool.execute(
-                Self.get("/chunked/10000"), body: nil, mode: .stream, readTimeout: .seconds(10))
+                Self.get("/stall"), body: nil, mode: .stream, readTimeout: .seconds(10))
             guard case .stream(let stream) = response.body else { return }
             var iterator = stream.makeAsyncIterator()
             _ = try await iterator.next()

@@ -8,8 +8,9 @@ import UpstreamHTTP
 
 /// Where a completion goes: the only thing that differs between the vLLM and the Chutes chat routes.
 ///
-/// Built once at start-up with its own connection pool, so no request pays for client or TLS set-up.
-public struct Upstream: Sendable {
+/// Built once at start-up with its own connection pool, so no request pays for client or TLS set-up. A class:
+/// every request's async frames hold it, and a pointer is smaller than its fields.
+public final class Upstream: Sendable {
     /// The upstream's name as receipts and metrics spell it.
     public enum Name: String, Sendable {
         case vllm, chutes
