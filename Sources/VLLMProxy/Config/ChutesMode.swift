@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import NIOSSL
 import UpstreamHTTP

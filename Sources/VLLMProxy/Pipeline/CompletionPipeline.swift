@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Crypto
 import E2EE
 import Foundation

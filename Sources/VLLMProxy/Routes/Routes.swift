@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Attestation
 import HTTPTypes
 import Hummingbird
