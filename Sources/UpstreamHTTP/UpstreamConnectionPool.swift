@@ -218,7 +218,6 @@ public final class UpstreamConnectionPool: Sendable {
             retry: { exchange in self.start(exchange, on: pool, fresh: true) })
         ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             // Each connection keeps its receive buffer for reuse; NIO's default first size (2 KiB) per open
             // stream added up. It grows after a full read (a large answer), up to 64 KiB.
             .channelOption(
