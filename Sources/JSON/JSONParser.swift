@@ -37,45 +37,26 @@ extension JSONValue {
     }
 }
 
-private struct Parser {
+private struct Parser: JSONByteReader {
     let bytes: UnsafeBufferPointer<UInt8>
     var offset = 0
 
     init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
-
-    mutating func skipWhitespace() {
-        while offset < bytes.count {
-            switch bytes[offset] {
-            case 0x20, 0x09, 0x0A, 0x0D: offset += 1
-            default: return
-            }
-        }
-    }
-
-    func peek() throws(JSONParseError) -> UInt8 {
-        guard offset < bytes.count else { throw .unexpectedEnd }
-        return bytes[offset]
-    }
-
-    mutating func expect(_ literal: StaticString, value: JSONValue) throws(JSONParseError) -> JSONValue {
-        let count = literal.utf8CodeUnitCount
-        guard offset + count <= bytes.count else { throw .unexpectedEnd }
-        let base = literal.utf8Start
-        for index in 0..<count where bytes[offset + index] != base[index] {
-            throw .unexpectedByte(offset: offset + index)
-        }
-        offset += count
-        return value
-    }
 
     mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
         switch try peek() {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): return try expect("true", value: .bool(true))
-        case UInt8(ascii: "f"): return try expect("false", value: .bool(false))
-        case UInt8(ascii: "n"): return try expect("null", value: .null)
+        case UInt8(ascii: "t"):
+            try expect("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expect("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expect("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw .unexpectedByte(offset: offset)
         }
@@ -138,34 +119,7 @@ private struct Parser {
     }
 
     mutating func parseNumber() throws(JSONParseError) -> JSONValue {
-        let start = offset
-        func digits(_ parser: inout Parser) -> Int {
-            let begin = parser.offset
-            while parser.offset < parser.bytes.count,
-                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(parser.bytes[parser.offset])
-            {
-                parser.offset += 1
-            }
-            return parser.offset - begin
-        }
-        if bytes[offset] == UInt8(ascii: "-") { offset += 1 }
-        guard offset < bytes.count else { throw .unexpectedEnd }
-        if bytes[offset] == UInt8(ascii: "0") {
-            offset += 1
-        } else if digits(&self) == 0 {
-            throw .invalidNumber(offset: start)
-        }
-        if offset < bytes.count, bytes[offset] == UInt8(ascii: ".") {
-            offset += 1
-            guard digits(&self) > 0 else { throw .invalidNumber(offset: start) }
-        }
-        if offset < bytes.count, bytes[offset] == UInt8(ascii: "e") || bytes[offset] == UInt8(ascii: "E") {
-            offset += 1
-            if offset < bytes.count, bytes[offset] == UInt8(ascii: "+") || bytes[offset] == UInt8(ascii: "-") {
-                offset += 1
-            }
-            guard digits(&self) > 0 else { throw .invalidNumber(offset: start) }
-        }
+        let start = try skipNumber()
         return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self))
     }
 
@@ -196,7 +150,7 @@ private struct Parser {
                 return string
             case UInt8(ascii: "\\"):
                 offset += 1
-                try parseEscape(into: &scratch)
+                scratch.append(contentsOf: UTF8.encode(try readEscape())!)
             case 0..<0x20:
                 throw .unexpectedByte(offset: offset)
             default:
@@ -204,59 +158,6 @@ private struct Parser {
                 offset += 1
             }
         }
-    }
-
-    mutating func parseEscape(into scratch: inout [UInt8]) throws(JSONParseError) {
-        let escapeOffset = offset
-        switch try peek() {
-        case UInt8(ascii: "\""): scratch.append(0x22)
-        case UInt8(ascii: "\\"): scratch.append(0x5C)
-        case UInt8(ascii: "/"): scratch.append(0x2F)
-        case UInt8(ascii: "b"): scratch.append(0x08)
-        case UInt8(ascii: "f"): scratch.append(0x0C)
-        case UInt8(ascii: "n"): scratch.append(0x0A)
-        case UInt8(ascii: "r"): scratch.append(0x0D)
-        case UInt8(ascii: "t"): scratch.append(0x09)
-        case UInt8(ascii: "u"):
-            offset += 1
-            var scalar = try parseHex4()
-            if (0xD800..<0xDC00).contains(scalar) {
-                // A high surrogate must be followed by an escaped low surrogate.
-                guard offset + 1 < bytes.count, bytes[offset] == UInt8(ascii: "\\"),
-                    bytes[offset + 1] == UInt8(ascii: "u")
-                else { throw .invalidEscape(offset: escapeOffset) }
-                offset += 2
-                let low = try parseHex4()
-                guard (0xDC00..<0xE000).contains(low) else { throw .invalidEscape(offset: escapeOffset) }
-                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-            } else if (0xDC00..<0xE000).contains(scalar) {
-                throw .invalidEscape(offset: escapeOffset)
-            }
-            guard let unicode = Unicode.Scalar(scalar) else { throw .invalidEscape(offset: escapeOffset) }
-            scratch.append(contentsOf: UTF8.encode(unicode)!)
-            return
-        default:
-            throw .invalidEscape(offset: escapeOffset)
-        }
-        offset += 1
-    }
-
-    mutating func parseHex4() throws(JSONParseError) -> UInt32 {
-        guard offset + 4 <= bytes.count else { throw .unexpectedEnd }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[offset]
-            let nibble: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = byte - UInt8(ascii: "A") + 10
-            default: throw .invalidEscape(offset: offset)
-            }
-            value = value << 4 | UInt32(nibble)
-            offset += 1
-        }
-        return value
     }
 }
 

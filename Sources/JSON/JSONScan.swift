@@ -43,7 +43,7 @@ public struct JSONScan: Sendable {
     }
 }
 
-private struct Scanner {
+private struct Scanner: JSONByteReader {
     let bytes: UnsafeBufferPointer<UInt8>
     let wanted: [StaticString]
     let flagged: StaticString?
@@ -56,30 +56,6 @@ private struct Scanner {
         self.wanted = wanted
         self.flagged = flagged
         self.found = Array(repeating: nil, count: wanted.count)
-    }
-
-    mutating func skipWhitespace() {
-        while offset < bytes.count {
-            switch bytes[offset] {
-            case 0x20, 0x09, 0x0A, 0x0D: offset += 1
-            default: return
-            }
-        }
-    }
-
-    func peek() throws(JSONParseError) -> UInt8 {
-        guard offset < bytes.count else { throw .unexpectedEnd }
-        return bytes[offset]
-    }
-
-    mutating func expect(_ literal: StaticString) throws(JSONParseError) {
-        let count = literal.utf8CodeUnitCount
-        guard offset + count <= bytes.count else { throw .unexpectedEnd }
-        let base = literal.utf8Start
-        for index in 0..<count where bytes[offset + index] != base[index] {
-            throw .unexpectedByte(offset: offset + index)
-        }
-        offset += count
     }
 
     mutating func scanValue(depth: Int) throws(JSONParseError) -> JSONScan.Kind {
@@ -103,7 +79,7 @@ private struct Scanner {
             try expect("null")
             return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            try scanNumber()
+            _ = try skipNumber()
             return .number
         default:
             throw .unexpectedByte(offset: offset)
@@ -177,37 +153,6 @@ private struct Scanner {
         return key.utf8.elementsEqual(expected)
     }
 
-    mutating func scanNumber() throws(JSONParseError) {
-        let start = offset
-        func digits(_ scanner: inout Scanner) -> Int {
-            let begin = scanner.offset
-            while scanner.offset < scanner.bytes.count,
-                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(scanner.bytes[scanner.offset])
-            {
-                scanner.offset += 1
-            }
-            return scanner.offset - begin
-        }
-        if bytes[offset] == UInt8(ascii: "-") { offset += 1 }
-        guard offset < bytes.count else { throw .unexpectedEnd }
-        if bytes[offset] == UInt8(ascii: "0") {
-            offset += 1
-        } else if digits(&self) == 0 {
-            throw .invalidNumber(offset: start)
-        }
-        if offset < bytes.count, bytes[offset] == UInt8(ascii: ".") {
-            offset += 1
-            guard digits(&self) > 0 else { throw .invalidNumber(offset: start) }
-        }
-        if offset < bytes.count, bytes[offset] == UInt8(ascii: "e") || bytes[offset] == UInt8(ascii: "E") {
-            offset += 1
-            if offset < bytes.count, bytes[offset] == UInt8(ascii: "+") || bytes[offset] == UInt8(ascii: "-") {
-                offset += 1
-            }
-            guard digits(&self) > 0 else { throw .invalidNumber(offset: start) }
-        }
-    }
-
     /// Validates a string (escapes, control bytes, UTF-8); returns whether it held an escape.
     mutating func scanString() throws(JSONParseError) -> Bool {
         offset += 1
@@ -230,7 +175,7 @@ private struct Scanner {
                     throw .invalidUTF8(offset: start)
                 }
                 offset += 1
-                try scanEscape()
+                _ = try readEscape()
                 escaped = true
                 segment = offset
                 continue
@@ -238,48 +183,6 @@ private struct Scanner {
             guard byte >= 0x20 else { throw .unexpectedByte(offset: offset) }
             offset += 1
         }
-    }
-
-    mutating func scanEscape() throws(JSONParseError) {
-        let escapeOffset = offset
-        switch try peek() {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-            UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-            offset += 1
-        case UInt8(ascii: "u"):
-            offset += 1
-            let scalar = try scanHex4()
-            if (0xD800..<0xDC00).contains(scalar) {
-                guard offset + 1 < bytes.count, bytes[offset] == UInt8(ascii: "\\"),
-                    bytes[offset + 1] == UInt8(ascii: "u")
-                else { throw .invalidEscape(offset: escapeOffset) }
-                offset += 2
-                let low = try scanHex4()
-                guard (0xDC00..<0xE000).contains(low) else { throw .invalidEscape(offset: escapeOffset) }
-            } else if (0xDC00..<0xE000).contains(scalar) {
-                throw .invalidEscape(offset: escapeOffset)
-            }
-        default:
-            throw .invalidEscape(offset: escapeOffset)
-        }
-    }
-
-    mutating func scanHex4() throws(JSONParseError) -> UInt32 {
-        guard offset + 4 <= bytes.count else { throw .unexpectedEnd }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[offset]
-            let nibble: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = byte - UInt8(ascii: "A") + 10
-            default: throw .invalidEscape(offset: offset)
-            }
-            value = value << 4 | UInt32(nibble)
-            offset += 1
-        }
-        return value
     }
 
     /// Well-formed UTF-8 (Unicode's table 3-7: no overlongs, surrogates or scalars past U+10FFFF), as
