@@ -198,7 +198,8 @@ public final class UpstreamConnectionPool: Sendable {
         }
         let sslContext = self.sslContext
         let resolved = self.address
-        let serverHostname = endpoint.host.isIPAddress ? nil : endpoint.host
+        // SNI names a host, never an IP literal.
+        let serverHostname = resolved == nil ? endpoint.host : nil
         let callbacks = UpstreamConnectionHandler.Callbacks(
             reusable: { handler in
                 // At the cap, a freed connection serves a waiter of its own loop; failing that, closing it hands
@@ -325,12 +326,5 @@ extension ClientBootstrap {
     fileprivate func connect(to address: SocketAddress?, orHost host: String, port: Int) -> EventLoopFuture<Channel> {
         if let address { return connect(to: address) }
         return connect(host: host, port: port)
-    }
-}
-
-extension String {
-    /// Whether this is an IPv4 or IPv6 literal (no SNI for those).
-    fileprivate var isIPAddress: Bool {
-        (try? SocketAddress(ipAddress: self, port: 0)) != nil
     }
 }

@@ -17,7 +17,7 @@ public enum ChutesMode: Sendable {
     ) -> ChutesMode {
         guard settings.enabled else { return .disabled }
         guard let key = settings.apiKey, !key.isEmpty else { return .misconfigured("CHUTES_API_KEY is not set") }
-        guard let url = URL(string: settings.baseURL), url.scheme?.lowercased() == "https", url.host != nil else {
+        guard let endpoint = UpstreamEndpoint(baseURL: settings.baseURL), endpoint.isTLS else {
             return .misconfigured("CHUTES_BASE_URL must be an absolute https:// URL")
         }
         if settings.e2ee {
@@ -35,9 +35,6 @@ public enum ChutesMode: Sendable {
         }
         let pool: UpstreamConnectionPool
         do {
-            guard let endpoint = UpstreamEndpoint(baseURL: settings.baseURL) else {
-                return .misconfigured("CHUTES_BASE_URL must be an absolute https:// URL")
-            }
             pool = try UpstreamConnectionPool(
                 endpoint: endpoint,
                 configuration: .init(maxConnections: maxConnections, idleTimeout: .seconds(30), tls: tls))
