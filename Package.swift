@@ -239,12 +239,16 @@ if let fuzzRuntime = Context.environment["VLLM_PROXY_FUZZ_RUNTIME"] {
     }
     let link: [LinkerSetting] = [.unsafeFlags(["-sanitize=address", fuzzRuntime, "-lstdc++"])]
     package.targets += [
+        .target(name: "FuzzSupport", path: "Fuzz/Support"),
         .executableTarget(
-            name: "fuzz-json", dependencies: ["JSON"], path: "Fuzz/json", swiftSettings: coverage, linkerSettings: link),
+            name: "fuzz-json", dependencies: ["JSON", "FuzzSupport"], path: "Fuzz/json", swiftSettings: coverage,
+            linkerSettings: link),
         .executableTarget(
-            name: "fuzz-sse", dependencies: ["SSE"], path: "Fuzz/sse", swiftSettings: coverage, linkerSettings: link),
+            name: "fuzz-sse", dependencies: ["SSE", "FuzzSupport"], path: "Fuzz/sse", swiftSettings: coverage,
+            linkerSettings: link),
         .executableTarget(
-            name: "fuzz-e2ee", dependencies: ["E2EE", "Signing", "JSON"], path: "Fuzz/e2ee", swiftSettings: coverage,
+            name: "fuzz-e2ee", dependencies: ["E2EE", "Signing", "JSON", "FuzzSupport"], path: "Fuzz/e2ee",
+            swiftSettings: coverage,
             linkerSettings: link),
     ]
 }

@@ -5,18 +5,9 @@
 // past the key checks to the field decoder. Any input must be accepted or refused with an `E2EEError`.
 import Crypto
 import E2EE
+import FuzzSupport
 import JSON
 import Signing
-#if canImport(Glibc)
-    import Glibc
-#endif
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
 
 // Fixed keys, so a crashing input replays the same way.
 let keys = SigningKeys(
@@ -52,10 +43,4 @@ func test(_ bytes: UnsafeBufferPointer<UInt8>) {
     }
 }
 
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(
-    runFuzzer(&argc, &argv) { data, size in
-        test(UnsafeBufferPointer(start: data, count: size))
-        return 0
-    })
+fuzz(test)

@@ -1,18 +1,10 @@
 // libFuzzer target: the SSE event splitter and `sseData`. The first input byte picks a chunk size; the
 // rest is the stream. Cutting the stream into chunks must not change the events found nor whether the cap is
 // crossed; every event ends with a blank line and stays within the cap.
+
+import FuzzSupport
 import NIOCore
 import SSE
-#if canImport(Glibc)
-    import Glibc
-#endif
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
 
 let cap = 64
 
@@ -47,10 +39,4 @@ func test(_ bytes: UnsafeBufferPointer<UInt8>) {
     guard whole == chunked else { fatalError("chunking changed the events") }
 }
 
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(
-    runFuzzer(&argc, &argv) { data, size in
-        test(UnsafeBufferPointer(start: data, count: size))
-        return 0
-    })
+fuzz(test)
