@@ -32,13 +32,7 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the proxy (the default when no subcommand is given).")
 
     func run() async throws {
-        let config: ProxyConfig
-        do {
-            config = try ProxyConfig(environment: ProcessInfo.processInfo.environment)
-        } catch {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(2)
-        }
+        let config = try readConfig(failing: ExitCode(2))
         // The composition root is the one place process-wide logging is set up.
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -84,17 +78,22 @@ struct Healthcheck: AsyncParsableCommand {
         abstract: "Probe the running proxy's GET / (exit 0 healthy, 1 unhealthy); for container health checks.")
 
     func run() async throws {
-        let config: ProxyConfig
-        do {
-            config = try ProxyConfig(environment: ProcessInfo.processInfo.environment)
-        } catch {
-            FileHandle.standardError.write(Data(("unhealthy: " + error.description + "\n").utf8))
-            throw ExitCode(1)
-        }
+        let config = try readConfig(failing: ExitCode(1), prefix: "unhealthy: ")
         let url = LivenessProbe.url(host: config.host, port: config.port)
         guard await LivenessProbe.check(url: url) else {
             FileHandle.standardError.write(Data("unhealthy: no 200 from GET \(url)\n".utf8))
             throw ExitCode(1)
         }
+    }
+}
+
+/// The configuration from this process's environment; an invalid one is reported on standard error (after
+/// `prefix`) and ends the command with `exit`.
+private func readConfig(failing exit: ExitCode, prefix: String = "") throws -> ProxyConfig {
+    do {
+        return try ProxyConfig(environment: ProcessInfo.processInfo.environment)
+    } catch {
+        FileHandle.standardError.write(Data((prefix + error.description + "\n").utf8))
+        throw exit
     }
 }
