@@ -125,11 +125,8 @@ public final class Upstream: Sendable {
             logger.debug("upstream request cancelled: the client went away", metadata: ["upstream": "\(name.rawValue)"])
             return .clientClosedRequest
         }
-        if let error = error as? HTTPClientError, error == .readTimeout || error == .deadlineExceeded {
-            logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
-            return .upstreamTimeout(name.rawValue)
-        }
-        if (error as? UpstreamHTTPError) == .readTimeout {
+        let relayTimeout = (error as? HTTPClientError).map { $0 == .readTimeout || $0 == .deadlineExceeded } ?? false
+        if relayTimeout || (error as? UpstreamHTTPError) == .readTimeout {
             logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
             return .upstreamTimeout(name.rawValue)
         }
