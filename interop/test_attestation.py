@@ -161,7 +161,7 @@ def test_foreign_signing_address_is_404(proxy, algo):
     assert_error(proxy.get(REPORT, params={"signing_algo": algo, "signing_address": own_other}), 404)
 
 
-@pytest.mark.parametrize("version", ["0", "3", "v2", "two", "1.0"])
+@pytest.mark.parametrize("version", ["0", "4", "v2", "two", "1.0"])
 def test_unknown_version_is_400(proxy, version):
     assert_error(proxy.get(REPORT, params={"version": version}), 400)
 

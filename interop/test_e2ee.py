@@ -689,7 +689,7 @@ def test_model_key_of_the_other_algorithm(proxy, stub, make_client, model_keys):
     assert_refused(stub, post(proxy, body, headers), "e2ee_invalid_public_key")
 
 
-@pytest.mark.parametrize("value", ["3", "0", "abc", "2.0", "v2", "12"])
+@pytest.mark.parametrize("value", ["4", "0", "abc", "2.0", "v2", "12"])
 def test_invalid_version(proxy, stub, make_client, value):
     client, body, headers = valid_request(make_client, "ecdsa")
     headers["X-E2EE-Version"] = value

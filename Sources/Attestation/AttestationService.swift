@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 import JSON
 import Logging
 import Signing
@@ -9,6 +11,7 @@ public final class AttestationService: Sendable {
     private let agent: DstackClient
     private let gpu: any GPUEvidenceProvider
     private let certificateDigest: LeafCertificateKeyDigest?
+    private let e2ee: E2EEAttestation
     private let logger: Logger
 
     /// - Parameter tlsCertPath: `TLS_CERT_PATH`; nil disables version 2.
@@ -17,8 +20,10 @@ public final class AttestationService: Sendable {
         agent: DstackClient,
         gpu: any GPUEvidenceProvider,
         tlsCertPath: String?,
+        e2ee: E2EEAttestation,
         logger: Logger
     ) {
+        self.e2ee = e2ee
         self.identity = identity
         self.agent = agent
         self.gpu = gpu
@@ -49,23 +54,44 @@ public final class AttestationService: Sendable {
         switch query.version {
         case nil, "1": version = 1
         case "2": version = 2
+        case "3": version = 3
         default: throw .invalidVersion
         }
 
-        let spkiDigest = version == 2 ? try await tlsKeyDigest() : nil
-        let reportData =
-            spkiDigest.map { ReportData.v2(addressBytes: addressBytes, spkiSHA256: $0, nonce: nonce) }
-            ?? ReportData.v1(identity: addressBytes, nonce: nonce)
+        // Version 3 binds the TLS key when one is configured; version 2 requires it.
+        let spkiDigest: [UInt8]? =
+            switch version {
+            case 2: try await tlsKeyDigest()
+            case 3: certificateDigest == nil ? nil : try await tlsKeyDigest()
+            default: nil
+            }
+        let keyConfig = version == 3 ? e2ee.keyConfig() : []
 
-        // The three sources are independent; asking them at once keeps the route's latency at the slowest one.
-        async let quoteResult = capture { () async throws(AttestationError) in
-            try await agent.getQuote(reportData: reportData)
-        }
         async let infoResult = capture { () async throws(AttestationError) in try await agent.info() }
-        async let gpuResult = capture { () async throws(AttestationError) in try await gpu.evidence(nonce: nonce) }
-        let quote = try await quoteResult.get()
+        let nvidiaPayload: String
+        let quote: DstackClient.Quote
+        if version == 3 {
+            // The GPU evidence first: its nonce is public, so only its hash in this quote ties it to this report.
+            nvidiaPayload = try await gpu.evidence(nonce: nonce)
+            quote = try await agent.getQuote(
+                reportData: ReportData.v3(
+                    addressBytes: addressBytes, spkiSHA256: spkiDigest, keyConfig: keyConfig,
+                    nvidiaPayload: nvidiaPayload, nonce: nonce))
+        } else {
+            let reportData =
+                spkiDigest.map { ReportData.v2(addressBytes: addressBytes, spkiSHA256: $0, nonce: nonce) }
+                ?? ReportData.v1(identity: addressBytes, nonce: nonce)
+            // Independent sources: asking them at once keeps the route's latency at the slowest one.
+            async let quoteResult = capture { () async throws(AttestationError) in
+                try await agent.getQuote(reportData: reportData)
+            }
+            async let gpuResult = capture { () async throws(AttestationError) in
+                try await gpu.evidence(nonce: nonce)
+            }
+            quote = try await quoteResult.get()
+            nvidiaPayload = try await gpuResult.get()
+        }
         let info = try await infoResult.get()
-        let nvidiaPayload = try await gpuResult.get()
 
         var attestation = JSONObject()
         attestation["signing_address"] = .string(signingAddress)
@@ -81,6 +107,12 @@ public final class AttestationService: Sendable {
         attestation["version"] = .integer(version)
         if let spkiDigest {
             attestation["tls_cert_fingerprint"] = .string(Hex.encode(spkiDigest))
+        }
+        if version == 3 {
+            attestation["e2ee_v3_key_config"] = .string(Data(keyConfig).base64EncodedString())
+            attestation["e2ee_v3_key_config_id"] = .string(
+                Hex.encode(Array(SHA256.hash(data: keyConfig).prefix(16))))
+            attestation["e2ee_versions"] = .array(e2ee.versions.map { .integer($0) })
         }
         var response = attestation
         response["all_attestations"] = .array([.object(attestation)])
@@ -110,6 +142,19 @@ public final class AttestationService: Sendable {
         }
         guard text.utf8.count == 64, let bytes = Hex.decode(text) else { throw .invalidNonce }
         return bytes
+    }
+}
+
+/// What attestation version 3 shows of E2EE (SPEC §6): the current v3 key list and the accepted versions.
+public struct E2EEAttestation: Sendable {
+    /// `K` now (it rotates, so it is read per report).
+    let keyConfig: @Sendable () -> [UInt8]
+    /// Versions accepted under `E2EE_MIN_VERSION`, ascending.
+    let versions: [Int]
+
+    public init(keyConfig: @escaping @Sendable () -> [UInt8], versions: [Int]) {
+        self.keyConfig = keyConfig
+        self.versions = versions
     }
 }
 

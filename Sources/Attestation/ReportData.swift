@@ -21,3 +21,30 @@ public enum ReportData {
         return Array(SHA256.hash(data: addressBytes + spkiSHA256)) + nonce
     }
 }
+
+extension ReportData {
+    /// Version 3 identity (SPEC §6): SHA-256 over a label and length-prefixed parts, so the quote binds the
+    /// signing address, the TLS key (when configured), the E2EE v3 key list `K` and this report's GPU evidence.
+    public static func v3Identity(
+        addressBytes: [UInt8], spkiSHA256: [UInt8]?, keyConfig: [UInt8], nvidiaPayloadSHA256: [UInt8]?
+    ) -> [UInt8] {
+        precondition(keyConfig.count <= Int(UInt16.max), "K is at most 65 535 bytes")
+        var message = Array("vllm-proxy/report-data/v3".utf8) + [0]
+        message += [UInt8(addressBytes.count)] + addressBytes
+        message += [UInt8(spkiSHA256?.count ?? 0)] + (spkiSHA256 ?? [])
+        message += [UInt8(keyConfig.count >> 8), UInt8(keyConfig.count & 0xff)] + keyConfig
+        message += [UInt8(nvidiaPayloadSHA256?.count ?? 0)] + (nvidiaPayloadSHA256 ?? [])
+        return Array(SHA256.hash(data: message))
+    }
+
+    /// Version 3: the identity above ‖ nonce.
+    public static func v3(
+        addressBytes: [UInt8], spkiSHA256: [UInt8]?, keyConfig: [UInt8], nvidiaPayload: String?, nonce: [UInt8]
+    ) -> [UInt8] {
+        precondition(nonce.count == 32, "the nonce is 32 bytes")
+        let gpu = nvidiaPayload.map { Array(SHA256.hash(data: Array($0.utf8))) }
+        return v3Identity(
+            addressBytes: addressBytes, spkiSHA256: spkiSHA256, keyConfig: keyConfig, nvidiaPayloadSHA256: gpu)
+            + nonce
+    }
+}

@@ -23,8 +23,18 @@ public struct E2EECodec: Sendable {
         let nonce = E2EEHeaders.present(headers.nonce)
         let timestamp = E2EEHeaders.present(headers.timestamp)
 
-        // Mode selection looks only at the three key headers.
-        guard algoHeader != nil || clientHeader != nil || modelHeader != nil else { return .plain }
+        // Version 3 seals the whole body: none of the v1/v2 headers may come with it (SPEC §4.3 step 1).
+        if versionHeader == "3" {
+            guard algoHeader == nil, clientHeader == nil, modelHeader == nil, nonce == nil, timestamp == nil else {
+                throw .v3Malformed
+            }
+            return .sealedV3
+        }
+        // Otherwise mode selection looks only at the three key headers; an unknown version is refused either way.
+        guard algoHeader != nil || clientHeader != nil || modelHeader != nil else {
+            if let versionHeader, versionHeader != "1", versionHeader != "2" { throw .invalidVersion }
+            return .plain
+        }
         guard let algoHeader, let clientHeader, let modelHeader else {
             throw .headerMissing("X-Signing-Algo, X-Client-Pub-Key and X-Model-Pub-Key headers")
         }

@@ -41,6 +41,9 @@ public struct E2EEHeaders: Sendable, Equatable {
             nonce: value(Self.nonceName), timestamp: value(Self.timestampName))
     }
 
+    /// True when `X-E2EE-Version` asks for v3, the whole-body protocol (SPEC §4.3).
+    public var isVersion3: Bool { Self.present(version) == "3" }
+
     /// True when none of the six headers carries a value.
     public var isEmpty: Bool { !anyPresent }
 

@@ -21,8 +21,10 @@ public enum E2EEVersion: Sendable, Equatable {
 public enum E2EEMode: Sendable {
     /// No E2EE headers: bodies pass in plaintext.
     case plain
-    /// Validated E2EE headers.
+    /// Validated v1/v2 E2EE headers.
     case encrypted(E2EESession)
+    /// `X-E2EE-Version: 3`: the body is a sealed envelope (SPEC §4.3), opened once it has been read.
+    case sealedV3
 
     /// The response headers every chat-completion response carries (`X-E2EE-Applied` and, when
     /// encrypted, `X-E2EE-Version` and `X-E2EE-Algo`).
@@ -30,6 +32,16 @@ public enum E2EEMode: Sendable {
         switch self {
         case .plain: [("X-E2EE-Applied", "false")]
         case .encrypted(let session): session.responseHeaders
+        case .sealedV3: []  // the suite is known only once the body is read: see `V3Session`
+        }
+    }
+
+    /// The E2EE version this mode speaks, nil when plain; for `E2EE_MIN_VERSION`.
+    public var version: Int? {
+        switch self {
+        case .plain: nil
+        case .encrypted(let session): session.version == .v1 ? 1 : 2
+        case .sealedV3: 3
         }
     }
 }
@@ -54,14 +66,6 @@ public struct E2EESession: Sendable {
         case .v1: nil
         case .v2(let nonce, let timestamp): "\(modelName):e2ee_replay:\(algorithm.rawValue):\(timestamp):\(nonce)"
         }
-    }
-
-    /// How long the replay claim must live: until the timestamp leaves the acceptance window, i.e.
-    /// `timestamp + window − now` (at least 1 s). A fixed `window` from first use would let a request
-    /// stamped in the future be replayed once its claim expired but while its timestamp is still accepted.
-    public func replayClaimSeconds(now: Int, window: Int) -> Int {
-        guard case .v2(_, let timestamp) = version, let seconds = Int(timestamp) else { return window }
-        return max(1, seconds + window - now + 1)
     }
 
     /// `X-E2EE-Applied: true`, `X-E2EE-Version`, `X-E2EE-Algo`.

@@ -8,6 +8,8 @@ public enum JSONParseError: Error, Sendable, Equatable {
     /// Nesting deeper than `JSONValue.maximumDepth`: refused so hostile input cannot exhaust the stack.
     case tooDeep
     case trailingData(offset: Int)
+    /// A key repeated within one object, when parsing with `rejectingDuplicateKeys`.
+    case duplicateKey(offset: Int)
 }
 
 extension JSONValue {
@@ -15,20 +17,26 @@ extension JSONValue {
     public static let maximumDepth = 256
 
     /// Parses one JSON document (RFC 8259) from UTF-8 bytes; surrounding whitespace is allowed.
-    public init<Bytes: Collection<UInt8>>(parsing bytes: Bytes) throws(JSONParseError) {
+    /// With `rejectingDuplicateKeys`, a key repeated within one object is an error instead of the last
+    /// occurrence winning (a sealed E2EE v3 body must not read differently to the proxy and the upstream).
+    public init<Bytes: Collection<UInt8>>(
+        parsing bytes: Bytes, rejectingDuplicateKeys: Bool = false
+    ) throws(JSONParseError) {
         let result: Result<JSONValue, JSONParseError>? = bytes.withContiguousStorageIfAvailable { buffer in
-            Result { () throws(JSONParseError) in try JSONValue.parse(buffer) }
+            Result { () throws(JSONParseError) in try JSONValue.parse(buffer, strict: rejectingDuplicateKeys) }
         }
         if let result {
             self = try result.get()
         } else {
             let copy = Array(bytes)
-            self = try copy.withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONValue.parse(buffer) }
+            self = try copy.withUnsafeBufferPointer { buffer throws(JSONParseError) in
+                try JSONValue.parse(buffer, strict: rejectingDuplicateKeys)
+            }
         }
     }
 
-    private static func parse(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
-        var parser = Parser(bytes: buffer)
+    private static func parse(_ buffer: UnsafeBufferPointer<UInt8>, strict: Bool) throws(JSONParseError) -> JSONValue {
+        var parser = Parser(bytes: buffer, rejectsDuplicateKeys: strict)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
         parser.skipWhitespace()
@@ -40,8 +48,12 @@ extension JSONValue {
 private struct Parser: JSONByteReader {
     let bytes: UnsafeBufferPointer<UInt8>
     var offset = 0
+    let rejectsDuplicateKeys: Bool
 
-    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    init(bytes: UnsafeBufferPointer<UInt8>, rejectsDuplicateKeys: Bool) {
+        self.bytes = bytes
+        self.rejectsDuplicateKeys = rejectsDuplicateKeys
+    }
 
     mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
         switch try peek() {
@@ -85,6 +97,7 @@ private struct Parser: JSONByteReader {
             let value = try parseValue(depth: depth)
             // Duplicate keys: the last one wins, as in Python's json module that the reference uses.
             if let existing = index.position(of: key, in: members) {
+                if rejectsDuplicateKeys { throw .duplicateKey(offset: offset) }
                 members[existing].value = value
             } else {
                 index.insert(key, at: members.count, in: members)

@@ -44,7 +44,7 @@ struct Serve: AsyncParsableCommand {
             logger.info("open-file limit: \(files.after) (was \(files.before))")
         }
         let keys = SigningKeys()
-        let services = ProxyServices(config: config, keys: keys, logger: logger)
+        let services = try ProxyServices(config: config, keys: keys, logger: logger)
         logger.info(
             "signing keys created in memory",
             metadata: ["ecdsa_address": "\(keys.ecdsaAddress)", "ed25519_address": "\(keys.ed25519Address)"])

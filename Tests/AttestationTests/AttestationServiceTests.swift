@@ -19,7 +19,7 @@ import Testing
             identity: vectors.identity,
             agent: agent,
             gpu: NoGPUEvidence(),
-            tlsCertPath: tlsCertPath,
+            tlsCertPath: tlsCertPath, e2ee: testE2EEAttestation,
             logger: logger
         )
     }
@@ -177,7 +177,7 @@ import Testing
 
     @Test func rejectsUnknownVersions() async throws {
         try await withAgent(.unixSocket) { agent, _ in
-            for version in ["0", "3", "v2", "", "1.0"] {
+            for version in ["0", "4", "v2", "", "1.0"] {
                 let failure = await error { () async throws(AttestationError) in
                     try await service(agent).report(query(version: version))
                 }
@@ -290,7 +290,7 @@ import Testing
                 identity: vectors.identity,
                 agent: agent,
                 gpu: NVMLGPUEvidence(libraryPath: "/nonexistent/libnvidia-ml.so.1"),
-                tlsCertPath: nil,
+                tlsCertPath: nil, e2ee: testE2EEAttestation,
                 logger: logger
             )
             let failure = await error { () async throws(AttestationError) in try await service.report(query()) }
@@ -391,7 +391,7 @@ struct CertificateKeyTypeTests {
 
         try await withAgent(.unixSocket) { agent, _ in
             let service = AttestationService(
-                identity: vectors.identity, agent: agent, gpu: NoGPUEvidence(), tlsCertPath: cert,
+                identity: vectors.identity, agent: agent, gpu: NoGPUEvidence(), tlsCertPath: cert, e2ee: testE2EEAttestation,
                 logger: Logger(label: "attestation-test"))
             let report = try await service.report(
                 AttestationQuery(signingAlgo: nil, nonce: nil, signingAddress: nil, version: "2"))

@@ -128,3 +128,6 @@ func makeCertificate(commonName: String) throws -> (pem: String, spkiDER: [UInt8
     )
     return (try certificate.serializeAsPEM().pemString + "\n", Array(key.publicKey.derRepresentation))
 }
+
+/// A fixed E2EE v3 key list for attestation tests (its bytes only matter to version 3 reports).
+let testE2EEAttestation = E2EEAttestation(keyConfig: { Array("test K".utf8) }, versions: [1, 2, 3])

@@ -47,16 +47,6 @@ import Testing
         #expect(v2.clientKey == E2EEPublicKey(hex: parties.clientKeys.publicKeyHex(for: algo), algorithm: algo))
     }
 
-    /// The claim outlives the timestamp's acceptance, so a future-stamped request cannot be replayed later.
-    @Test func replayClaimLastsUntilTheTimestampLeavesTheWindow() throws {
-        let v2 = try parties.session(.ecdsa)
-        let window = 300
-        #expect(v2.replayClaimSeconds(now: vectorTimestamp, window: window) == window + 1)
-        #expect(v2.replayClaimSeconds(now: vectorTimestamp - window, window: window) == 2 * window + 1)
-        #expect(v2.replayClaimSeconds(now: vectorTimestamp + window, window: window) == 1)
-        #expect(try parties.session(.ecdsa, v2: false).replayClaimSeconds(now: 0, window: window) == window)
-    }
-
     @Test func versionSelection() throws {
         var headers = parties.headers(.ecdsa)
         headers.version = nil
@@ -166,7 +156,7 @@ import Testing
         expectError(.invalidPublicKey("X-Model-Pub-Key"), headers)
     }
 
-    @Test(arguments: ["3", "0", "v2", "2.0"])
+    @Test(arguments: ["4", "0", "v2", "2.0"])
     func invalidVersion(version: String) {
         var headers = parties.headers(.ecdsa)
         headers.version = version
@@ -228,11 +218,11 @@ import Testing
 
         headers = parties.headers(.ecdsa)
         headers.modelPublicKey = parties.clientKeys.ecdsaPublicKeyHex
-        headers.version = "3"
+        headers.version = "4"
         #expect(errorType(headers) == "e2ee_model_key_mismatch")
 
         headers = parties.headers(.ecdsa)
-        headers.version = "3"
+        headers.version = "4"
         headers.nonce = "short"
         #expect(errorType(headers) == "e2ee_invalid_version")
 

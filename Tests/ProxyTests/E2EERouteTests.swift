@@ -150,7 +150,7 @@ struct ECDSAClient {
                 ("e2ee_invalid_public_key", with(["X-Client-Pub-Key": "abc"]), good.body),
                 ("e2ee_invalid_public_key", with(["X-Client-Pub-Key": String(repeating: "0", count: 128)]), good.body),
                 ("e2ee_model_key_mismatch", with(["X-Model-Pub-Key": client.publicKeyHex]), good.body),
-                ("e2ee_invalid_version", with(["X-E2EE-Version": "3"]), good.body),
+                ("e2ee_invalid_version", with(["X-E2EE-Version": "4"]), good.body),
                 ("e2ee_invalid_nonce", with(["X-E2EE-Nonce": "short"]), good.body),
                 ("e2ee_invalid_timestamp", with(["X-E2EE-Timestamp": "soon"]), good.body),
                 ("e2ee_invalid_timestamp", with(["X-E2EE-Timestamp": "\(now - 301)"]), good.body),

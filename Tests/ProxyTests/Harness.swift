@@ -73,7 +73,7 @@ struct ProxyHarness: Sendable {
             environment.merge(overrides) { $1 }
             let config = try ProxyConfig(environment: environment)
             let keys = SigningKeys()
-            let services = ProxyServices(config: config, keys: keys, logger: logger)
+            let services = try ProxyServices(config: config, keys: keys, logger: logger)
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
             // Stopped in order: the test's client (so no request of the test's is left for the proxy to drain),
             // the proxy (serving what it still has in flight), the proxy's upstream clients, then the stub.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Attestation
 import E2EE
 import Logging
@@ -23,6 +24,8 @@ public struct ProxyServices: Sendable {
     public let trafficControl: TrafficControl
     public let metrics: ProxyMetrics
     public let attestation: AttestationService
+    /// The E2EE v3 keys (random, in memory, rotating; never derived from the signing keys).
+    public let v3Keys: V3KeyRing
     public let logger: Logger
     /// For the dstack guest agent (unix socket or http); short timeouts are set per call.
     private let agentClient: HTTPClient
@@ -34,9 +37,13 @@ public struct ProxyServices: Sendable {
         config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(),
         replayStore: (any SharedStore)? = nil, metrics: ProxyMetrics = .init(),
         logger: Logger
-    ) {
+    ) throws {
         self.config = config
         self.keys = keys
+        let v3Keys = try V3KeyRing(
+            lifetime: config.e2eeV3KeyLifetimeSeconds, grace: config.e2eeReplayWindowSeconds,
+            now: Int(Date().timeIntervalSince1970))
+        self.v3Keys = v3Keys
         let store = store
         let replayStore = replayStore ?? TTLStore(capacity: config.e2eeReplayStoreCapacity, whenFull: .refuse)
         if let settings = config.redis {
@@ -81,7 +88,11 @@ public struct ProxyServices: Sendable {
                 noHardwareMode: config.gpuNoHardwareMode, libraryPath: config.nvmlLibraryPath,
                 limits: .init(maxWaiting: config.attestationMaxWaiting, timeout: config.attestationTimeout),
                 logger: logger),
-            tlsCertPath: config.tlsCertPath, logger: logger)
+            tlsCertPath: config.tlsCertPath,
+            e2ee: E2EEAttestation(
+                keyConfig: { v3Keys.current(now: Int(Date().timeIntervalSince1970)).keyConfig },
+                versions: Array(config.e2eeMinVersion...3)),
+            logger: logger)
     }
 
     var receipts: ReceiptIssuer {
@@ -93,8 +104,11 @@ public struct ProxyServices: Sendable {
     var pipeline: CompletionPipeline {
         CompletionPipeline(
             maxBodyBytes: config.maxBodyBytes, receipts: receipts,
-            e2ee: E2EECodec(keys: keys, replayWindow: config.e2eeReplayWindowSeconds), replayGuard: replayStore,
-            modelName: config.modelName)
+            e2ee: E2EECodec(keys: keys, replayWindow: config.e2eeReplayWindowSeconds),
+            v3: V3Codec(keys: v3Keys, replayWindow: config.e2eeReplayWindowSeconds),
+            v3Framing: V3FramingSettings(
+                padBytes: config.e2eeV3PadBytes, coalesce: .milliseconds(config.e2eeV3CoalesceMilliseconds)),
+            minE2EEVersion: config.e2eeMinVersion, replayGuard: replayStore, modelName: config.modelName)
     }
 
     /// What a Redis outage means for traffic, said once in the warning that opens it.

@@ -13,6 +13,14 @@ public struct ProxyConfig: Sendable {
     public var e2eeReplayWindowSeconds: Int
     /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
     public var e2eeReplayStoreCapacity: Int
+    /// E2EE v3 (SPEC §4.3): seconds a key pair is used before a fresh one replaces it.
+    public var e2eeV3KeyLifetimeSeconds: Int
+    /// E2EE v3 streams: gather upstream reads this long before sealing a chunk (0: one chunk per read).
+    public var e2eeV3CoalesceMilliseconds: Int
+    /// E2EE v3: pad sealed plaintexts to a multiple of this many bytes (0: no padding).
+    public var e2eeV3PadBytes: Int
+    /// E2EE requests below this version are refused (`400 e2ee_version_not_allowed`).
+    public var e2eeMinVersion: Int
     /// Where shared state lives across replicas; nil keeps it in-process.
     public var redis: RedisSettings?
     public var dstackEndpoint: String?
@@ -63,10 +71,20 @@ public struct ProxyConfig: Sendable {
         .integer("CHAT_CACHE_EXPIRATION", 1200, 1...31_536_000, "seconds a signature record is kept"),
         .integer(
             "E2EE_REPLAY_WINDOW_SECONDS", 300, 1...86_400,
-            "allowed clock skew for E2EE v2 timestamps and replay-record lifetime"),
+            "allowed clock skew for E2EE v2/v3 timestamps; replay claims live twice this plus one second"),
         .integer(
             "E2EE_REPLAY_STORE_CAPACITY", defaultReplayStoreCapacity, 1...50_000_000,
-            "most live E2EE v2 replay claims; when full, v2 requests get 503 replay_store_full"),
+            "most live E2EE v2/v3 replay claims; when full, those requests get 503 replay_store_full"),
+        .integer(
+            "E2EE_V3_KEY_LIFETIME_SECONDS", 86_400, 600...2_592_000,
+            "seconds an E2EE v3 key pair is used before a new random one replaces it"),
+        .integer(
+            "E2EE_V3_COALESCE_MS", 0, 0...10_000,
+            "E2EE v3 streams: gather upstream reads this long before sealing a chunk (token-length side channel)"),
+        .integer(
+            "E2EE_V3_PAD_BYTES", 0, 0...65_536,
+            "E2EE v3: pad each sealed chunk's plaintext to a multiple of this many bytes (0: off)"),
+        .integer("E2EE_MIN_VERSION", 1, 1...3, "E2EE requests below this version get 400 e2ee_version_not_allowed"),
         .text("REDIS_HOST", "(unset)", "shared state across replicas; unset (and no REDIS_URL) = in-process only"),
         .integer("REDIS_PORT", 6379, 1...65535, "Redis port"),
         .text("REDIS_PASSWORD", "(unset)", "Redis password (secret)"),
@@ -155,6 +173,10 @@ public struct ProxyConfig: Sendable {
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION"))
         self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS")
         self.e2eeReplayStoreCapacity = try integer("E2EE_REPLAY_STORE_CAPACITY")
+        self.e2eeV3KeyLifetimeSeconds = try integer("E2EE_V3_KEY_LIFETIME_SECONDS")
+        self.e2eeV3CoalesceMilliseconds = try integer("E2EE_V3_COALESCE_MS")
+        self.e2eeV3PadBytes = try integer("E2EE_V3_PAD_BYTES")
+        self.e2eeMinVersion = try integer("E2EE_MIN_VERSION")
         self.redis = try RedisSettings.read(string)
         self.dstackEndpoint = string("DSTACK_SIMULATOR_ENDPOINT")
         self.gpuNoHardwareMode = flag("GPU_NO_HW_MODE")

@@ -15,6 +15,10 @@ import Signing
 enum CompletionKind: Sendable {
     case chat, text
 
+    /// Whether the route takes E2EE v1/v2 (message fields) besides v3 (whole bodies), which every JSON route
+    /// takes (SPEC §2, §4.3).
+    var acceptsFieldE2EE: Bool { self == .chat }
+
     var upstreamPath: String {
         switch self {
         case .chat: return "/v1/chat/completions"
@@ -29,7 +33,13 @@ struct CompletionPipeline: Sendable {
     let maxBodyBytes: Int
     let receipts: ReceiptIssuer
     let e2ee: E2EECodec
-    /// Where v2 nonces are claimed: one namespace for every chat route.
+    /// Opens E2EE v3 envelopes with the rotating v3 keys.
+    let v3: V3Codec
+    /// How v3 answers are framed (`E2EE_V3_PAD_BYTES`, `E2EE_V3_COALESCE_MS`).
+    let v3Framing: V3FramingSettings
+    /// `E2EE_MIN_VERSION`.
+    let minE2EEVersion: Int
+    /// Where v2 nonces and v3 encapsulations are claimed: one namespace for every route.
     let replayGuard: any SharedStore
     let modelName: String
 
@@ -59,9 +69,29 @@ struct CompletionPipeline: Sendable {
         let body = try await readBody(request)
         // Only a fully read request takes a slot: a client trickling its body holds none (SPEC §3).
         let ticket = try admission?.admit(premium: request.headers[.userTier]?.lowercased() == "premium")
-        let requestHash = try requestHash(request, body: body)
-        var decoded = try DecodedRequest(bytes: body)
-        let sealer = try await open(&decoded, mode: mode)
+        // Under E2EE the request hash is always over the bytes received: an `X-Request-Hash` would be the
+        // gateway's word, and the gateway is the party E2EE guards against (SPEC §5).
+        let requestHash: String
+        var decoded: DecodedRequest
+        let protection: ResponseProtection
+        switch mode {
+        case .plain:
+            requestHash = try self.requestHash(request, body: body)
+            decoded = try DecodedRequest(bytes: body)
+            protection = .none
+        case .encrypted(let session):
+            requestHash = SHA256.hash(data: body.readableBytesView).hex
+            decoded = try DecodedRequest(bytes: body)
+            protection = .fields(try await open(&decoded, session: session))
+            decoded.saltCache(keepClient: false)
+        case .sealedV3:
+            requestHash = SHA256.hash(data: body.readableBytesView).hex
+            let session: V3Session
+            (decoded, session) = try await openV3(body, route: kind.route(via: upstream.name))
+            protection = .whole(session)
+            decoded.saltCache(keepClient: true)
+            if decoded.isStream { decoded.requestStreamUsage() }
+        }
 
         timing.upstreamWaitBegins()
         let answer = try await upstream.sendCompletion(
@@ -69,81 +99,122 @@ struct CompletionPipeline: Sendable {
         receipts.metrics.recordUpstreamTTFB(upstream: upstream.name, timing.upstreamWaitEnds())
         let response = answer.response
         var headers = HTTPFields()
-        if kind == .chat {
-            for (name, value) in mode.responseHeaders { headers[HTTPField.Name(name)!] = value }
-        }
+        let e2eeHeaders: [(name: String, value: String)] =
+            if case .whole(let session) = protection { session.responseHeaders } else if kind == .chat {
+                mode.responseHeaders
+            } else { [] }
+        for (name, value) in e2eeHeaders { headers[HTTPField.Name(name)!] = value }
         var chutes: ChutesReceipt?
         if upstream.name == .chutes {
             chutes = ChutesReceipt(transport: upstream.transport.name, instanceID: answer.instanceID)
             headers[.proxyUpstreamTransport] = upstream.transport.name
         }
 
+        // A status that cannot carry a body where a completion was expected (SPEC §2): relaying it with one
+        // would desynchronise the client's keep-alive connection.
+        if response.status < 200 || response.status == 204 || response.status == 304 {
+            var error = ProxyError.upstreamUnavailable(
+                upstream.name.rawValue, "answered HTTP \(response.status) without a body")
+            error.headers = headers
+            throw error
+        }
         guard (200..<300).contains(response.status) else {
+            if case .whole(let session) = protection {
+                return try await sealedError(response, session: session, upstream: upstream, headers: headers, logger: logger)
+            }
             return try await passThroughError(
-                response, upstream: upstream, headers: headers, sealed: sealer != nil, logger: logger)
+                response, upstream: upstream, headers: headers, sealed: protection.isEncrypted, logger: logger)
         }
         let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
-        if decoded.isStream {
+        // Under v3 the envelope follows what the upstream sent (SPEC §4.3); otherwise what the request asked.
+        let streams =
+            if case .whole = protection { response.contentType?.lowercased().hasPrefix("text/event-stream") ?? false }
+            else { decoded.isStream }
+        if streams {
             return relayStream(
-                response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
+                response, upstream: upstream, headers: headers, receipt: context, protection: protection,
                 tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
         }
         return try await relayJSON(
-            response, upstream: upstream, headers: headers, receipt: context, sealer: sealer,
+            response, upstream: upstream, headers: headers, receipt: context, protection: protection,
             tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
     }
 
     // MARK: E2EE
 
-    /// Validates the E2EE headers before the body is even read; only chat completions may carry them.
+    /// Validates the E2EE headers before the body is even read: v1/v2 only on chat completions, v3 on every
+    /// route, and nothing below `E2EE_MIN_VERSION`.
     private func e2eeMode(_ request: Request, kind: CompletionKind) throws(ProxyError) -> E2EEMode {
         let fields = request.headers
         let headers = E2EEHeaders(
             signingAlgo: fields[.signingAlgo], clientPublicKey: fields[.clientPublicKey],
             modelPublicKey: fields[.modelPublicKey], version: fields[.e2eeVersion], nonce: fields[.e2eeNonce],
             timestamp: fields[.e2eeTimestamp])
-        guard kind == .chat else {
-            guard headers.isEmpty else {
-                throw ProxyError(
-                    .badRequest, type: "invalid_e2ee_request",
-                    message: "E2EE is only supported on /v1/chat/completions")
-            }
-            return .plain
+        if !kind.acceptsFieldE2EE, !headers.isVersion3, !headers.isEmpty {
+            throw ProxyError(
+                .badRequest, type: "invalid_e2ee_request",
+                message: "E2EE v1/v2 is only supported on /v1/chat/completions")
         }
+        let mode: E2EEMode
         do throws(E2EEError) {
-            return try e2ee.parse(headers, now: Int(Date().timeIntervalSince1970))
+            mode = try e2ee.parse(headers, now: Int(Date().timeIntervalSince1970))
+            if let version = mode.version, version < minE2EEVersion {
+                throw E2EEError.versionNotAllowed(minimum: minE2EEVersion)
+            }
         } catch {
             throw ProxyError(error)
         }
+        return mode
     }
 
-    /// Decrypts the request in place, then claims the v2 nonce (only once decryption proved the request
+    /// The replay claims' lifetime (v2 and v3): a timestamp up to a window ahead of the clock stays acceptable
+    /// until a window after that, so a shorter claim could expire while its request can still be replayed.
+    private var replayClaimLifetime: Duration { .seconds(2 * e2ee.replayWindow + 1) }
+
+    /// SPEC §4.3's protocol errors in order: the envelope's shape, time, key, HPKE open and the opened object
+    /// (all in `V3Codec`), then the replay claim, made only once the request proved genuine.
+    private func openV3(_ body: ByteBuffer, route: String) async throws(ProxyError) -> (DecodedRequest, V3Session) {
+        let envelope: V3Envelope
+        let object: JSONObject
+        let session: V3Session
+        do throws(E2EEError) {
+            envelope = try V3Envelope(parsing: body.readableBytesView)
+            (object, session) = try v3.open(envelope, route: route, now: Int(Date().timeIntervalSince1970))
+        } catch {
+            throw ProxyError(error)
+        }
+        try await claim(session.replayKey(modelName: modelName))
+        return (DecodedRequest(opened: object, envelope: body, stream: envelope.stream), session)
+    }
+
+    private func claim(_ key: String) async throws(ProxyError) {
+        switch await replayGuard.claim(key, ttl: replayClaimLifetime) {
+        case .claimed: return
+        case .alreadyClaimed: throw ProxyError(E2EEError.replayDetected)
+        case .full: throw ProxyError.replayStoreFull
+        case .unavailable: throw ProxyError.replayStoreUnavailable
+        }
+    }
+
+    /// Decrypts a v1/v2 request in place, then claims the v2 nonce (only once decryption proved the request
     /// genuine, so garbage cannot burn a client's nonce); returns the sealer for the response.
-    private func open(_ decoded: inout DecodedRequest, mode: E2EEMode) async throws(ProxyError) -> ResponseSealer? {
-        guard case .encrypted(let session) = mode else { return nil }
-        do {
+    private func open(_ decoded: inout DecodedRequest, session: E2EESession) async throws(ProxyError)
+        -> ResponseSealer
+    {
+        do throws(E2EEError) {
             try decoded.update { json throws(E2EEError) in
                 var value = JSONValue.object(json)
                 try e2ee.openRequest(&value, session: session)
                 json = value.objectValue ?? json
             }
-            if let key = session.replayKey(modelName: modelName) {
-                let lifetime = session.replayClaimSeconds(
-                    now: Int(Date().timeIntervalSince1970), window: e2ee.replayWindow)
-                switch await replayGuard.claim(key, ttl: .seconds(lifetime)) {
-                case .claimed: break
-                case .alreadyClaimed: throw E2EEError.replayDetected
-                case .full: throw ProxyError.replayStoreFull
-                case .unavailable: throw ProxyError.replayStoreUnavailable
-                }
-            }
-            return try e2ee.responseSealer(for: session)
-        } catch let error as E2EEError {
-            throw ProxyError(error)
-        } catch let error as ProxyError {
-            throw error
         } catch {
-            throw ProxyError.internalError
+            throw ProxyError(error)
+        }
+        if let key = session.replayKey(modelName: modelName) { try await claim(key) }
+        do throws(E2EEError) {
+            return try e2ee.responseSealer(for: session)
+        } catch {
+            throw ProxyError(error)
         }
     }
 
@@ -178,12 +249,14 @@ struct CompletionPipeline: Sendable {
         return collected
     }
 
-    /// `X-Request-Hash` from a trusted gateway, else SHA-256 of the exact bytes received.
+    /// `X-Request-Hash` from a trusted gateway (plain requests only), else SHA-256 of the exact bytes received.
     private func requestHash(_ request: Request, body: ByteBuffer) throws(ProxyError) -> String {
-        if let given = request.headers[.requestHash] {
-            let hash = given.lowercased()
-            guard hash.utf8.count == 64, Hex.decode(hash) != nil else {
-                throw .invalidRequest("X-Request-Hash must be a SHA-256 digest as 64 hex characters")
+        if let hash = request.headers[.requestHash] {
+            // Exactly as the receipt text spells it: 64 lowercase hex characters.
+            guard hash.utf8.count == 64,
+                hash.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+            else {
+                throw .invalidRequest("X-Request-Hash must be a SHA-256 digest as 64 lowercase hex characters")
             }
             return hash
         }
@@ -220,16 +293,59 @@ struct CompletionPipeline: Sendable {
             status: .init(code: response.status), headers: headers, body: .init(byteBuffer: relayed))
     }
 
+    /// An upstream's non-2xx answer to a v3 request, sealed whole with its status (SPEC §4.3): upstream errors
+    /// echo the request, so they are content. An upstream holding our credential (Chutes) has its body
+    /// replaced by the scrubbed message first: the key must not reach the client, sealed or not.
+    private func sealedError(
+        _ response: UpstreamResponse, session: V3Session, upstream: Upstream, headers: HTTPFields, logger: Logger
+    ) async throws -> Response {
+        let body = try await upstream.collect(response, logger: logger)
+        logger.info("upstream answered an error", metadata: ["status": "\(response.status)"])
+        var headers = headers
+        do throws(ProxyError) {
+            try upstream.checkCredentialAccepted(status: response.status)
+        } catch {
+            var error = error
+            error.headers = headers
+            throw error
+        }
+        let plaintext: [UInt8]
+        do throws(ProxyError) {
+            plaintext = Array(try upstream.relayedError(status: response.status, body: body).readableBytesView)
+        } catch {
+            plaintext = error.body
+        }
+        var sealer = session.responseSealer()
+        let envelope = V3Framing.jsonEnvelope(
+            body: plaintext, sealer: &sealer, usage: nil, padBytes: v3Framing.padBytes)
+        headers[.contentType] = "application/json"
+        return Response(
+            status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: envelope)))
+    }
+
     private func relayJSON(
         _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, tickets: Tickets, timing: UpstreamTiming, logger: Logger
+        protection: ResponseProtection, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) async throws -> Response {
         var timing = timing
         timing.upstreamWaitBegins()
         var body = try await upstream.collect(response, logger: logger)
         timing.upstreamWaitEnds()
+        var headers = headers
+        headers[.contentType] = response.contentType ?? "application/json"
         let chatID: String?
-        if let sealer {
+        switch protection {
+        case .whole(let session):
+            // The whole body is sealed as the upstream sent it; only its id (for the receipt) and its usage's
+            // numbers (shown in clear for billing) are read.
+            let (id, usage) = body.withUnsafeReadableBytes { idAndUsage(in: $0) }
+            chatID = id
+            var sealer = session.responseSealer()
+            body = ByteBuffer(
+                bytes: V3Framing.jsonEnvelope(
+                    body: body.readableBytesView, sealer: &sealer, usage: usage, padBytes: v3Framing.padBytes))
+            headers[.contentType] = "application/json"
+        case .fields(let sealer):
             // Only what was sealed may leave: a body we cannot parse could carry plaintext.
             guard var sealed = try? JSONValue(parsing: body.readableBytesView) else {
                 throw ProxyError.upstreamUnavailable(upstream.name.rawValue, "answered a body that is not JSON")
@@ -237,7 +353,7 @@ struct CompletionPipeline: Sendable {
             do throws(E2EEError) { try sealer.seal(&sealed) } catch { throw ProxyError(error) }
             body = ByteBuffer(bytes: sealed.serialized())
             chatID = sealed["id"]?.stringValue
-        } else {
+        case .none:
             // A plain answer passes as received: only its `id` is read, without building a tree.
             chatID = body.withUnsafeReadableBytes { topLevelID(in: $0) }
         }
@@ -249,8 +365,6 @@ struct CompletionPipeline: Sendable {
                 responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream,
                 chutes: receipt.chutes)
         }
-        var headers = headers
-        headers[.contentType] = response.contentType ?? "application/json"
         // Like its duration, a body of known length's overhead ends when the response is handed over; so does
         // its slot: the whole body is queued at once, and a buffer body is written in one pass (head, body and
         // end together) where a closure body takes three.
@@ -262,14 +376,15 @@ struct CompletionPipeline: Sendable {
 
     private func relayStream(
         _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
-        sealer: ResponseSealer?, tickets: Tickets, timing: UpstreamTiming, logger: Logger
+        protection: ResponseProtection, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         headers[.accelBuffering] = "no"
         let relay = StreamRelay(
-            sealer: sealer, upstream: upstream, receipt: receipt, receipts: receipts, logger: logger)
+            protection: protection, framing: v3Framing, upstream: upstream, receipt: receipt, receipts: receipts,
+            logger: logger)
         return Response(
             status: .init(code: response.status), headers: headers,
             body: ResponseBody { writer in
@@ -277,6 +392,23 @@ struct CompletionPipeline: Sendable {
                 try await relay.run(response.body, to: &writer, timing: timing)
             })
     }
+}
+
+/// How an answer leaves: as received, with v1/v2's generated-text fields sealed, or whole under v3.
+enum ResponseProtection: Sendable {
+    case none
+    case fields(ResponseSealer)
+    case whole(V3Session)
+
+    var isEncrypted: Bool {
+        if case .none = self { false } else { true }
+    }
+}
+
+/// `E2EE_V3_PAD_BYTES` and `E2EE_V3_COALESCE_MS`, as the v3 framing uses them.
+struct V3FramingSettings: Sendable {
+    let padBytes: Int
+    let coalesce: Duration
 }
 
 /// What a request holds until its last byte is sent or it fails: its basic-tier slot, if any, and its unit of
@@ -310,7 +442,12 @@ final class StreamRelay: @unchecked Sendable {
     // Mutable state is touched only by the one task that runs the stream (`run`), hence `@unchecked`.
     private var hasher = SHA256()
     private var splitter = SSEEventSplitter()
+    /// v1/v2: seals the generated-text fields of each event.
     private let sealer: ResponseSealer?
+    /// v3: seals the upstream's bytes whole, chunk by chunk.
+    private var framer: V3StreamFramer?
+    /// v3: the numbers of the last usage the upstream reported, shown in clear at the end.
+    private var usage: JSONObject?
     private let upstream: Upstream
     private let receipt: ReceiptContext
     private let receipts: ReceiptIssuer
@@ -320,9 +457,17 @@ final class StreamRelay: @unchecked Sendable {
     private(set) var upstreamFailed = false
 
     init(
-        sealer: ResponseSealer?, upstream: Upstream, receipt: ReceiptContext, receipts: ReceiptIssuer, logger: Logger
+        protection: ResponseProtection, framing: V3FramingSettings, upstream: Upstream, receipt: ReceiptContext,
+        receipts: ReceiptIssuer, logger: Logger
     ) {
-        self.sealer = sealer
+        switch protection {
+        case .none: self.sealer = nil
+        case .fields(let sealer): self.sealer = sealer
+        case .whole(let session):
+            self.sealer = nil
+            self.framer = V3StreamFramer(
+                sealer: session.responseSealer(), padBytes: framing.padBytes, coalesce: framing.coalesce)
+        }
         self.upstream = upstream
         self.receipt = receipt
         self.receipts = receipts
@@ -346,7 +491,7 @@ final class StreamRelay: @unchecked Sendable {
                 // The client went away (its connection's task was cancelled): nobody to tell.
                 if Task.isCancelled { throw CancellationError() }
                 // The upstream broke mid-stream: tell the client in-band, store no receipt.
-                try await writer.write(failureEvent(error))
+                try await writer.write(ending(failureEvent(error)))
                 try await writer.finish(nil)
                 return
             }
@@ -363,12 +508,13 @@ final class StreamRelay: @unchecked Sendable {
                     return
                 }
             case .fail(let event):
-                try await writer.write(event)
+                try await writer.write(ending(event))
                 try await writer.finish(nil)
                 return
             }
         }
         if Task.isCancelled { throw CancellationError() }
+        if let trailer = v3Trailer() { try await writer.write(trailer) }
         if let chatID {
             await receipts.issue(
                 chatID: chatID, requestHash: receipt.requestHash, responseHash: finalHash(),
@@ -376,6 +522,25 @@ final class StreamRelay: @unchecked Sendable {
         }
         try await writer.finish(nil)
         receipts.metrics.recordOverhead(route: timing.route, timing.overhead())
+    }
+
+    /// v3: the final chunk, clear usage and `[DONE]` after a normal end (hashed: the receipt covers them).
+    @inline(never)
+    private func v3Trailer() -> ByteBuffer? {
+        guard var framer else { return nil }
+        let out = framer.finish(usage: usage, done: true)
+        self.framer = framer
+        hasher.update(data: out)
+        return ByteBuffer(bytes: out)
+    }
+
+    /// The event that ends a failed stream; under v3 sealed into the final chunk.
+    @inline(never)
+    private func ending(_ event: ByteBuffer) -> ByteBuffer {
+        guard var framer else { return event }
+        let out = framer.finish(trailer: Array(event.readableBytesView), usage: nil, done: false)
+        self.framer = framer
+        return ByteBuffer(bytes: out)
     }
 
     private enum Step {
@@ -406,6 +571,7 @@ final class StreamRelay: @unchecked Sendable {
         } catch {
             throw .upstreamEventTooLarge(upstream.name.rawValue, limit: error.limit)
         }
+        if framer != nil { return passWhole(chunk, events: events) }
         guard let sealer else { return passPlain(chunk, events: events) }
         var out = ByteBuffer()
         do throws(E2EEError) {
@@ -428,6 +594,21 @@ final class StreamRelay: @unchecked Sendable {
         }
         hasher.update(data: chunk.readableBytesView)
         return chunk
+    }
+
+    /// v3: the chunk is sealed as received (or gathered: see `V3StreamFramer`); its events are only read for
+    /// the chat id and the usage.
+    private func passWhole(_ chunk: ByteBuffer, events: [ByteBuffer]) -> ByteBuffer {
+        for event in events {
+            guard let data = sseData(of: event) else { continue }
+            let (id, usage) = data.withUnsafeBytes { idAndUsage(in: $0) }
+            if chatID == nil { chatID = id }
+            if let usage { self.usage = usage }
+        }
+        let boundary = !splitter.hasPartialEvent
+        let out = chunk.withUnsafeReadableBytes { framer!.add($0, atEventBoundary: boundary) }
+        hasher.update(data: out)
+        return ByteBuffer(bytes: out)
     }
 
     private func seal(_ event: ByteBuffer, with sealer: ResponseSealer, into out: inout ByteBuffer)
@@ -462,6 +643,21 @@ final class StreamRelay: @unchecked Sendable {
     }
 
     func finalHash() -> String { hasher.finalize().hex }
+}
+
+/// The top-level `id` string and the clear part of `usage` (`response.usage` for the Responses API) of a JSON
+/// object; nils when the bytes are not one or lack them.
+func idAndUsage(in bytes: UnsafeRawBufferPointer) -> (String?, JSONObject?) {
+    guard let scan = try? JSONScan(scanning: bytes, topLevelKeys: ["id", "usage", "response"]),
+        scan.rootKind == .object
+    else { return (nil, nil) }
+    let id = scan.members[0].flatMap { JSONScan.string($0, in: bytes) }
+    func parsed(_ value: JSONScan.Value?) -> JSONValue? {
+        guard let value, value.kind == .object else { return nil }
+        return try? JSONValue(parsing: UnsafeRawBufferPointer(rebasing: bytes[value.range]))
+    }
+    let usage = V3Framing.clearUsage(parsed(scan.members[1]) ?? parsed(scan.members[2])?["usage"])
+    return (id, usage)
 }
 
 /// The top-level `id` string of a JSON object, if the bytes are one and it has one.

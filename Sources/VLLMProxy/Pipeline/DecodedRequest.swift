@@ -1,5 +1,7 @@
+import E2EE
 import JSON
 import NIOCore
+import Signing
 
 /// A completion request body after the decode stage: a validated JSON object, its `stream` flag, and the exact
 /// bytes to forward (the original bytes whenever nothing had to change, so unchanged requests are not
@@ -18,7 +20,7 @@ struct DecodedRequest: Sendable {
         let scan: JSONScan
         do {
             scan = try bytes.withUnsafeReadableBytes { buffer in
-                try JSONScan(scanning: buffer, topLevelKeys: ["stream"], flagging: "tool_calls")
+                try JSONScan(scanning: buffer, topLevelKeys: ["stream", "e2ee"], flagging: "tool_calls")
             }
         } catch {
             throw .invalidRequest("Request body is not valid JSON")
@@ -32,7 +34,35 @@ struct DecodedRequest: Sendable {
         case .true?: self.isStream = true
         default: throw .invalidRequest("stream must be a boolean")
         }
+        // An E2EE v3 envelope without `X-E2EE-Version: 3` is never forwarded as plain (SPEC §4.3).
+        if scan.members[1] != nil { throw ProxyError(E2EEError.v3Malformed) }
         if scan.sawFlaggedKey { stripEmptyToolCalls() }
+    }
+
+    /// An opened E2EE v3 request: the sealed object, handled from here on as a plain one.
+    init(opened object: JSONObject, envelope: ByteBuffer, stream: Bool) {
+        self.received = envelope
+        self.changed = object
+        self.isStream = stream
+        stripEmptyToolCalls()
+    }
+
+    /// vLLM's `cache_salt`, so the prefix cache is no oracle (SPEC §4, §4.3): `keepClient` keeps a sealed v3
+    /// client's own value (its later turns reuse its cache); otherwise a fresh random one replaces any given.
+    mutating func saltCache(keepClient: Bool) {
+        update { json in
+            if keepClient, let given = json["cache_salt"], !given.isNull { return }
+            json["cache_salt"] = .string(Hex.encode(SecureRandom.bytes(32)))
+        }
+    }
+
+    /// `stream_options.include_usage: true`, so a sealed stream always carries the upstream's usage chunk.
+    mutating func requestStreamUsage() {
+        update { json in
+            var options = json["stream_options"]?.objectValue ?? JSONObject()
+            options["include_usage"] = true
+            json["stream_options"] = .object(options)
+        }
     }
 
     /// vLLM rejects `tool_calls: []` on assistant messages, which some clients send; drop the key.

@@ -1,0 +1,119 @@
+import Foundation
+import JSON
+
+/// The wire envelopes of a v3 answer (SPEC §4.3): the JSON one (one final chunk holding the whole body) and
+/// the event-stream one (the nonce, one sealed chunk per upstream read or coalesced reads, the final chunk,
+/// clear usage, `[DONE]`). `padBytes` > 0 pads plaintexts to a multiple of it against the length side channel.
+public enum V3Framing {
+    /// `{"object":"e2ee.v3","e2ee":{"v":3,"n":…,"f":…},"usage":U}`, `usage` only when the body reported one.
+    public static func jsonEnvelope(
+        body: some DataProtocol, sealer: inout V3ResponseSealer, usage: JSONObject?, padBytes: Int
+    ) -> [UInt8] {
+        var plaintext = Array(body)
+        // Trailing spaces after a JSON document are insignificant to every JSON reader.
+        plaintext += [UInt8](repeating: UInt8(ascii: " "), count: padding(for: plaintext.count, to: padBytes))
+        let final = sealer.seal(plaintext, final: true)
+        var out = Array(#"{"object":"e2ee.v3","e2ee":{"v":3,"n":""#.utf8)
+        out += base64(sealer.responseNonce)
+        out += Array(#"","f":""#.utf8)
+        out += base64(final)
+        out += Array(#""}"#.utf8)
+        if let usage {
+            out += Array(#","usage":"#.utf8)
+            JSONValue.object(usage).serialize(into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// The numeric top-level members of a usage object, the only part of it shown in clear (for billing).
+    public static func clearUsage(_ usage: JSONValue?) -> JSONObject? {
+        guard case .object(let object)? = usage else { return nil }
+        return JSONObject(object.members.filter { if case .number = $0.value { true } else { false } })
+    }
+
+    /// How many bytes bring `count` to a multiple of `size` (0 when off).
+    static func padding(for count: Int, to size: Int) -> Int {
+        guard size > 0 else { return 0 }
+        return (size - count % size) % size
+    }
+
+    static func base64(_ bytes: some DataProtocol) -> [UInt8] {
+        Array(Data(bytes).base64EncodedString().utf8)
+    }
+}
+
+/// Frames one v3 event stream. The owner feeds it the upstream's bytes as they arrive and writes what it
+/// returns; it decides when a chunk is sealed (at once, or after `coalesce`, or — when padding — only at an
+/// event boundary, so the SSE comment lines that pad it fall between events).
+public struct V3StreamFramer: Sendable {
+    private var sealer: V3ResponseSealer
+    private let padBytes: Int
+    private let coalesce: Duration
+    private var pending: [UInt8] = []
+    private var sentHeader = false
+    private var sealedChunks = 0
+    private var lastSeal: ContinuousClock.Instant?
+
+    public init(sealer: V3ResponseSealer, padBytes: Int, coalesce: Duration) {
+        self.sealer = sealer
+        self.padBytes = padBytes
+        self.coalesce = coalesce
+    }
+
+    /// Takes upstream bytes; returns the events to write now (possibly none while gathering).
+    /// `atEventBoundary`: the bytes so far end between two events (only consulted when padding).
+    public mutating func add(
+        _ bytes: some DataProtocol, atEventBoundary: Bool, now: ContinuousClock.Instant = .now
+    ) -> [UInt8] {
+        pending += bytes
+        guard !pending.isEmpty, atEventBoundary || padBytes == 0 else { return [] }
+        // The first chunk is never held: the time to the first token is visible anyway.
+        if coalesce > .zero, sealedChunks > 0, let lastSeal, now - lastSeal < coalesce { return [] }
+        lastSeal = now
+        return event(key: "c", plaintext: padded(take()), final: false)
+    }
+
+    /// Ends the stream: whatever is still gathered plus `trailer` (the proxy's error event on failure) in the
+    /// final chunk; then, on a normal end, the clear usage and `[DONE]`.
+    public mutating func finish(trailer: [UInt8] = [], usage: JSONObject?, done: Bool) -> [UInt8] {
+        var out = event(key: "f", plaintext: padded(take() + trailer), final: true)
+        if let usage {
+            out += Array(#"data: {"object":"e2ee.v3.usage","choices":[],"usage":"#.utf8)
+            JSONValue.object(usage).serialize(into: &out)
+            out += Array("}\n\n".utf8)
+        }
+        if done { out += Array("data: [DONE]\n\n".utf8) }
+        return out
+    }
+
+    private mutating func take() -> [UInt8] {
+        defer { pending = [] }
+        return pending
+    }
+
+    /// SSE comment lines (`:`, spaces, `\n`) appended after the last event, up to a multiple of `padBytes`.
+    /// A comment line is at least two bytes, so a gap of one takes a whole extra block.
+    private func padded(_ plaintext: [UInt8]) -> [UInt8] {
+        var gap = V3Framing.padding(for: plaintext.count, to: padBytes)
+        guard gap > 0 else { return plaintext }
+        if gap == 1 { gap += padBytes }
+        return plaintext + [UInt8(ascii: ":")] + [UInt8](repeating: UInt8(ascii: " "), count: gap - 2) + [UInt8(ascii: "\n")]
+    }
+
+    private mutating func event(key: String, plaintext: [UInt8], final: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        if !sentHeader {
+            sentHeader = true
+            out += Array(#"data: {"object":"e2ee.v3","e2ee":{"v":3,"n":""#.utf8)
+            out += V3Framing.base64(sealer.responseNonce)
+            out += Array("\"}}\n\n".utf8)
+        }
+        let sealed = sealer.seal(plaintext, final: final)
+        sealedChunks += 1
+        out += Array("data: {\"e2ee\":{\"\(key)\":\"".utf8)
+        out += V3Framing.base64(sealed)
+        out += Array("\"}}\n\n".utf8)
+        return out
+    }
+}
