@@ -213,7 +213,7 @@ let package = Package(
         .testTarget(
             name: "ProxyTests",
             dependencies: [
-                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE",
+                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE", "E2EE",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -241,7 +241,7 @@ public final class StubUpstream: Sendable {
         if body["stream"] == .bool(true) {
             return stream(
                 id: id, model: model, reply: reply, reasoning: reasoning, chat: chat, leaks: leaks, prompt: prompt,
-                pause: pause)
+                pause: pause, includeUsage: body["stream_options"]?["include_usage"] == .bool(true))
         }
         var choice: JSONObject = ["index": 0, "finish_reason": "stop", "logprobs": nil]
         if chat {
@@ -287,7 +287,7 @@ public final class StubUpstream: Sendable {
 
     private func stream(
         id: String, model: String, reply: String, reasoning: String?, chat: Bool, leaks: Leaks, prompt: String,
-        pause: Duration?
+        pause: Duration?, includeUsage: Bool
     ) -> Response {
         let created = Self.created
         @Sendable func chunk(_ delta: JSONObject?, text: String?, finish: String?) -> ByteBuffer {
@@ -354,6 +354,19 @@ public final class StubUpstream: Sendable {
                     ]))
             }
             try await writer.write(chunk([:], text: "", finish: "stop"))
+            if includeUsage {
+                // As vLLM does for `stream_options.include_usage`: a last chunk with no choices and the usage.
+                let words = reply.split(separator: " ").count * count
+                try await writer.write(
+                    event([
+                        "id": .string(id), "object": chat ? "chat.completion.chunk" : "text_completion",
+                        "created": .integer(created), "model": .string(model), "choices": [],
+                        "usage": [
+                            "prompt_tokens": 5, "completion_tokens": .integer(words), "total_tokens": .integer(words + 5),
+                            "prompt_tokens_details": ["cached_tokens": 0],
+                        ],
+                    ]))
+            }
             try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
             try await writer.finish(nil)
         }

@@ -102,7 +102,7 @@ public struct V3ResponseSealer: Sendable {
     public let suite: V3Suite
     /// Sent in clear as `n`: it salts the key derivation, so each answer has its own keys.
     public let responseNonce: [UInt8]
-    private let key: SymmetricKey
+    let key: SymmetricKey
     private let nonceBase: [UInt8]
     private var counter: UInt64 = 0
     public private(set) var finished = false
@@ -121,15 +121,7 @@ public struct V3ResponseSealer: Sendable {
     /// more may be sealed.
     public mutating func seal(_ plaintext: some DataProtocol, final: Bool) -> [UInt8] {
         precondition(!finished, "a v3 answer has ended with its final chunk")
-        var nonce = nonceBase
-        var index = counter
-        var position = nonce.count - 1
-        while index > 0 {
-            nonce[position] ^= UInt8(truncatingIfNeeded: index)
-            index >>= 8
-            position -= 1
-        }
-        counter += 1
+        let nonce = nextNonce()
         finished = final
         let aad: [UInt8] = final ? Array("final".utf8) : []
         // Both AEADs take 32-byte keys and 12-byte nonces, which is all that can go wrong: the force-tries
@@ -143,5 +135,20 @@ public struct V3ResponseSealer: Sendable {
                 plaintext, using: key, nonce: ChaChaPoly.Nonce(data: nonce), authenticating: aad)
             return Array(box.ciphertext) + Array(box.tag)
         }
+    }
+
+    /// The nonce of the next chunk (base XOR counter, big-endian, right-aligned), advancing the counter. The
+    /// client's opener shares it, so both sides number chunks the same way.
+    mutating func nextNonce() -> [UInt8] {
+        var nonce = nonceBase
+        var index = counter
+        var position = nonce.count - 1
+        while index > 0 {
+            nonce[position] ^= UInt8(truncatingIfNeeded: index)
+            index >>= 8
+            position -= 1
+        }
+        counter += 1
+        return nonce
     }
 }

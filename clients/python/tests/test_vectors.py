@@ -106,6 +106,12 @@ def test_sealed_request_and_response_chunks(vectors, case):
         assert plaintext.decode() == chunk["plaintext_utf8"]
 
 
+def usage_of(document: dict) -> dict | None:
+    """U as SPEC §4.3 defines it: the numeric top-level members of `usage` (or `response.usage`)."""
+    usage = document.get("usage") or (document.get("response") or {}).get("usage")
+    return None if usage is None else {k: v for k, v in usage.items() if isinstance(v, int)}
+
+
 @pytest.mark.parametrize("vectors,case", list(cases()))
 def test_vector_answers_open_through_the_envelopes(vectors, case):
     """The vector chunks, framed as the server frames them, open through the public envelope readers."""
@@ -123,9 +129,8 @@ def test_vector_answers_open_through_the_envelopes(vectors, case):
     expected = "".join(c["plaintext_utf8"] for c in chunks).encode()
     if not case["stream"]:
         document = json.loads(expected)
-        usage = {k: v for k, v in document.get("usage", {}).items() if isinstance(v, int)}
         body = json.dumps({"object": "e2ee.v3", "e2ee": {"v": 3, "n": n, "f": chunks[0]["ciphertext_b64"]},
-                           "usage": usage}).encode()
+                           "usage": usage_of(document)}).encode()
         opened = open_json_envelope(sealed, body)
         assert opened.body == expected and opened.chat_id == document["id"]
         return
@@ -134,8 +139,8 @@ def test_vector_answers_open_through_the_envelopes(vectors, case):
     events += [{"e2ee": {"f": chunks[-1]["ciphertext_b64"]}}]
     usage = None
     for line in expected.decode().split("\n"):
-        if line.startswith("data: {") and '"usage"' in line:
-            usage = json.loads(line[6:])["usage"]
+        if line.startswith("data: {"):
+            usage = usage_of(json.loads(line[6:])) or usage
     if usage is not None:
         events.append({"object": "e2ee.v3.usage", "choices": [], "usage": usage})
     wire = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
