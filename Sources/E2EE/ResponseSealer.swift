@@ -48,7 +48,7 @@ public struct ResponseSealer: Sendable {
 
     /// Builds a new document from `value`, taking only what may leave under E2EE (SPEC §4, "Confidentiality
     /// under a hostile gateway"): `id`, `object`, `model`, `system_fingerprint` (strings or null),
-    /// `created` (a number), `usage` (numbers, and objects of numbers one level down), and per choice
+    /// `created` (a number), `usage` (its three token counts), and per choice
     /// `index` (a number), `finish_reason` (null or a known reason), and of `container` the `role` (a
     /// string) and the sealed fields (strings encrypted, null kept). Everything else is never copied:
     /// an allow-list, so a field no one thought of (`logprobs`, `tool_calls`, `refusal`, `stop_reason`,
@@ -66,7 +66,7 @@ public struct ResponseSealer: Sendable {
                 ("created", .number):
                 out.append(.init(key: key, value: member))
             case ("usage", .object(let usage)):
-                out.append(.init(key: key, value: .object(Self.numbers(in: usage, depth: 1))))
+                out.append(.init(key: key, value: .object(Self.tokenCounts(in: usage))))
             case ("choices", .array(let choices)):
                 var sealed: [JSONValue] = []
                 sealed.reserveCapacity(choices.count)
@@ -125,18 +125,14 @@ public struct ResponseSealer: Sendable {
         return .object(JSONObject(out))
     }
 
-    /// The number members of a usage object, and (while `depth` allows) its object members' numbers.
-    private static func numbers(in object: JSONObject, depth: Int) -> JSONObject {
-        var out: [JSONObject.Member] = []
-        for (key, member) in object {
-            switch member {
-            case .number: out.append(.init(key: key, value: member))
-            case .object(let nested) where depth > 0:
-                out.append(.init(key: key, value: .object(numbers(in: nested, depth: depth - 1))))
-            default: continue
-            }
-        }
-        return JSONObject(out)
+    /// The three token counts of a usage object, when numbers. Nothing else: nested details such as
+    /// `cached_tokens` would tell the gateway whether a guessed prompt prefix was served from cache (SPEC §4).
+    private static func tokenCounts(in usage: JSONObject) -> JSONObject {
+        JSONObject(
+            ["prompt_tokens", "completion_tokens", "total_tokens"].compactMap { key in
+                guard case .number = usage[key] else { return nil }
+                return JSONObject.Member(key: key, value: usage[key]!)
+            })
     }
 
     /// hex(ephemeral ‖ nonce ‖ ciphertext ‖ tag) of `plaintext` with the given AAD.

@@ -117,8 +117,10 @@ public struct V3ResponseOpener: Sendable {
         guard finished else { throw .truncated }
         // The last usage the sealed stream reported must be the clear one.
         var sealedUsage: JSONObject?
-        for event in String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n") where event.hasPrefix("data: ") {
-            if let usage = Array(event.dropFirst(6).utf8).withUnsafeBytes({ idAndUsageOf($0) }) { sealedUsage = usage }
+        // Padding puts comment lines between events, so data lines are looked for anywhere in an event.
+        for line in String(decoding: body, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+        where line.hasPrefix("data: ") {
+            if let usage = Array(line.dropFirst(6).utf8).withUnsafeBytes({ idAndUsageOf($0) }) { sealedUsage = usage }
         }
         guard sealedUsage == clearUsage else { throw .usageMismatch }
         return body
