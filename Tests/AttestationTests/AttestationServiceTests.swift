@@ -391,7 +391,8 @@ struct CertificateKeyTypeTests {
 
         try await withAgent(.unixSocket) { agent, _ in
             let service = AttestationService(
-                identity: vectors.identity, agent: agent, gpu: NoGPUEvidence(), tlsCertPath: cert, e2ee: testE2EEAttestation,
+                identity: vectors.identity, agent: agent, gpu: NoGPUEvidence(), tlsCertPath: cert,
+                e2ee: testE2EEAttestation,
                 logger: Logger(label: "attestation-test"))
             let report = try await service.report(
                 AttestationQuery(signingAlgo: nil, nonce: nil, signingAddress: nil, version: "2"))

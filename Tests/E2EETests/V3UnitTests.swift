@@ -42,11 +42,19 @@ import Testing
         envelope(#"{"v":3,"kc":"k","ts":1,"req":"\#(goodReq)"}"#, stream: #""stream":null,"#),
         Array(#"{"model":"m","max_tokens":1,"e2ee":{"v":3,"kc":"k","ts":1,"req":"\#(goodReq)"}}"#.utf8),
         // A suite the key list does not offer: X-Wing with ChaCha20-Poly1305, key_id 2, another KDF.
-        envelope(#"{"v":3,"kc":"k","ts":1,"req":"\#(Data([1, 0x64, 0x7a, 0, 1, 0, 3] + [UInt8](repeating: 0, count: 1200)).base64EncodedString())"}"#),
-        envelope(#"{"v":3,"kc":"k","ts":1,"req":"\#(Data([2, 0, 0x20, 0, 1, 0, 2] + [UInt8](repeating: 0, count: 64)).base64EncodedString())"}"#),
-        envelope(#"{"v":3,"kc":"k","ts":1,"req":"\#(Data([0, 0, 0x20, 0, 2, 0, 2] + [UInt8](repeating: 0, count: 64)).base64EncodedString())"}"#),
+        envelope(
+            #"{"v":3,"kc":"k","ts":1,"req":"\#(Data([1, 0x64, 0x7a, 0, 1, 0, 3] + [UInt8](repeating: 0, count: 1200)).base64EncodedString())"}"#
+        ),
+        envelope(
+            #"{"v":3,"kc":"k","ts":1,"req":"\#(Data([2, 0, 0x20, 0, 1, 0, 2] + [UInt8](repeating: 0, count: 64)).base64EncodedString())"}"#
+        ),
+        envelope(
+            #"{"v":3,"kc":"k","ts":1,"req":"\#(Data([0, 0, 0x20, 0, 2, 0, 2] + [UInt8](repeating: 0, count: 64)).base64EncodedString())"}"#
+        ),
         // X-Wing's enc is 1 120 bytes: a shorter `req` is malformed.
-        envelope(#"{"v":3,"kc":"k","ts":1,"req":"\#(Data(V3Suite.xwingAES256GCM.header + [UInt8](repeating: 0, count: 1000)).base64EncodedString())"}"#),
+        envelope(
+            #"{"v":3,"kc":"k","ts":1,"req":"\#(Data(V3Suite.xwingAES256GCM.header + [UInt8](repeating: 0, count: 1000)).base64EncodedString())"}"#
+        ),
     ])
     func malformedEnvelopes(body: [UInt8]) {
         #expect(throws: E2EEError.v3Malformed) { _ = try V3Envelope(parsing: body) }

@@ -51,7 +51,10 @@ import Testing
             let answer = try JSONValue(parsing: body)
             #expect(answer["choices"]?.arrayValue?.first?["message"]?["content"] == "Echo: v3 secret")
             // Clear usage: numbers only.
-            #expect(reply.json["usage"] as? [String: Int] == ["prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8])
+            #expect(
+                reply.json["usage"] as? [String: Int] == [
+                    "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+                ])
 
             // Upstream got the opened request with a fresh cache salt.
             let forwarded = try JSONValue(parsing: try #require(proxy.stub.requests.last).body)
@@ -107,7 +110,8 @@ import Testing
             let client = try await Self.client(proxy)
             let route = "/v1/chat/completions"
             let v3Header = [("X-E2EE-Version", "3")]
-            func sealed(_ body: [UInt8] = Self.chat("x", stream: false), model: String = "stub-model",
+            func sealed(
+                _ body: [UInt8] = Self.chat("x", stream: false), model: String = "stub-model",
                 stream: Bool = false, timestamp: Int64 = Int64(Date().timeIntervalSince1970)
             ) throws -> [UInt8] {
                 try client.seal(body, route: route, model: model, stream: stream, timestamp: timestamp).envelope
@@ -118,32 +122,46 @@ import Testing
                 return JSONValue.object(root).serialized()
             }
             let cases: [(String, String, [UInt8], [(String, String)])] = [
-                ("clear model changed", "e2ee_decryption_failed",
-                 try edit(try sealed()) { $0["model"] = "other-model" }, v3Header),
-                ("stream flag flipped", "e2ee_decryption_failed",
-                 try edit(try sealed()) { $0["stream"] = true }, v3Header),
-                ("ts changed", "e2ee_decryption_failed",
-                 try edit(try sealed()) { root in
-                    var e2ee = root["e2ee"]!.objectValue!
-                    e2ee["ts"] = .number(String(Int(Date().timeIntervalSince1970) - 1))
-                    root["e2ee"] = .object(e2ee)
-                 }, v3Header),
-                ("unknown kc", "e2ee_key_unknown",
-                 try edit(try sealed()) { root in
-                    var e2ee = root["e2ee"]!.objectValue!
-                    e2ee["kc"] = "00000000000000000000000000000000"
-                    root["e2ee"] = .object(e2ee)
-                 }, v3Header),
+                (
+                    "clear model changed", "e2ee_decryption_failed",
+                    try edit(try sealed()) { $0["model"] = "other-model" }, v3Header
+                ),
+                (
+                    "stream flag flipped", "e2ee_decryption_failed",
+                    try edit(try sealed()) { $0["stream"] = true }, v3Header
+                ),
+                (
+                    "ts changed", "e2ee_decryption_failed",
+                    try edit(try sealed()) { root in
+                        var e2ee = root["e2ee"]!.objectValue!
+                        e2ee["ts"] = .number(String(Int(Date().timeIntervalSince1970) - 1))
+                        root["e2ee"] = .object(e2ee)
+                    }, v3Header
+                ),
+                (
+                    "unknown kc", "e2ee_key_unknown",
+                    try edit(try sealed()) { root in
+                        var e2ee = root["e2ee"]!.objectValue!
+                        e2ee["kc"] = "00000000000000000000000000000000"
+                        root["e2ee"] = .object(e2ee)
+                    }, v3Header
+                ),
                 ("extra member", "invalid_e2ee_request", try edit(try sealed()) { $0["max_tokens"] = 1 }, v3Header),
-                ("stale ts", "e2ee_invalid_timestamp",
-                 try sealed(timestamp: Int64(Date().timeIntervalSince1970) - 3600), v3Header),
+                (
+                    "stale ts", "e2ee_invalid_timestamp",
+                    try sealed(timestamp: Int64(Date().timeIntervalSince1970) - 3600), v3Header
+                ),
                 ("sealed model differs", "invalid_e2ee_request", try sealed(model: "other-model"), v3Header),
                 ("envelope without the header", "invalid_e2ee_request", try sealed(), []),
-                ("v2 headers beside v3", "invalid_e2ee_request", try sealed(),
-                 v3Header + [("X-Signing-Algo", "ecdsa")]),
+                (
+                    "v2 headers beside v3", "invalid_e2ee_request", try sealed(),
+                    v3Header + [("X-Signing-Algo", "ecdsa")]
+                ),
                 ("header without an envelope", "invalid_e2ee_request", Self.chat("plain", stream: false), v3Header),
-                ("repeated key", "invalid_e2ee_request",
-                 Array(#"{"model":"a","model":"b","e2ee":{"v":3,"kc":"x","ts":1,"req":"AAAA"}}"#.utf8), v3Header),
+                (
+                    "repeated key", "invalid_e2ee_request",
+                    Array(#"{"model":"a","model":"b","e2ee":{"v":3,"kc":"x","ts":1,"req":"AAAA"}}"#.utf8), v3Header
+                ),
             ]
             for (name, type, body, headers) in cases {
                 let before = proxy.stub.requests.count
@@ -175,7 +193,8 @@ import Testing
             let report = try await proxy.request(.GET, "/v1/attestation/report?version=3")
             #expect(report.json["e2ee_versions"] as? [Int] == [3])
             // Plain requests are unaffected.
-            let plain = try await proxy.post("/v1/chat/completions", json: String(decoding: Self.chat("hi", stream: false), as: UTF8.self))
+            let plain = try await proxy.post(
+                "/v1/chat/completions", json: String(decoding: Self.chat("hi", stream: false), as: UTF8.self))
             #expect(plain.status == 200)
         }
     }

@@ -111,7 +111,8 @@ public struct V3ResponseSealer: Sendable {
         self.suite = session.suite
         self.responseNonce = responseNonce
         let prk = HKDF<SHA256>.extract(inputKeyMaterial: session.secret, salt: session.enc + responseNonce)
-        self.key = HKDF<SHA256>.expand(pseudoRandomKey: prk, info: Array("key".utf8), outputByteCount: V3Suite.keyLength)
+        self.key = HKDF<SHA256>.expand(
+            pseudoRandomKey: prk, info: Array("key".utf8), outputByteCount: V3Suite.keyLength)
         self.nonceBase = HKDF<SHA256>.expand(
             pseudoRandomKey: prk, info: Array("nonce".utf8), outputByteCount: V3Suite.nonceLength
         ).withUnsafeBytes { Array($0) }

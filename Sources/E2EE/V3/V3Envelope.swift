@@ -63,7 +63,9 @@ public struct V3Envelope: Sendable {
         info += lengthPrefixed(Array(route.utf8)) + lengthPrefixed(Array(model.utf8))
         info.append(stream ? 1 : 0)
         let time = UInt64(bitPattern: timestamp)
-        for shift in stride(from: 56, through: 0, by: -8) { info.append(UInt8(truncatingIfNeeded: time >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            info.append(UInt8(truncatingIfNeeded: time >> UInt64(shift)))
+        }
         return info
     }
 

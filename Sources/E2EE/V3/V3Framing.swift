@@ -98,7 +98,9 @@ public struct V3StreamFramer: Sendable {
         var gap = V3Framing.padding(for: plaintext.count, to: padBytes)
         guard gap > 0 else { return plaintext }
         if gap == 1 { gap += padBytes }
-        return plaintext + [UInt8(ascii: ":")] + [UInt8](repeating: UInt8(ascii: " "), count: gap - 2) + [UInt8(ascii: "\n")]
+        return plaintext + [UInt8(ascii: ":")] + [UInt8](repeating: UInt8(ascii: " "), count: gap - 2) + [
+            UInt8(ascii: "\n")
+        ]
     }
 
     private mutating func event(key: String, plaintext: [UInt8], final: Bool) -> [UInt8] {

@@ -1,7 +1,7 @@
 import AsyncHTTPClient
-import Foundation
 import Attestation
 import E2EE
+import Foundation
 import Logging
 import Redis
 import SharedState

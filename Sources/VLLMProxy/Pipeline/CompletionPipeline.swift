@@ -120,7 +120,8 @@ struct CompletionPipeline: Sendable {
         }
         guard (200..<300).contains(response.status) else {
             if case .whole(let session) = protection {
-                return try await sealedError(response, session: session, upstream: upstream, headers: headers, logger: logger)
+                return try await sealedError(
+                    response, session: session, upstream: upstream, headers: headers, logger: logger)
             }
             return try await passThroughError(
                 response, upstream: upstream, headers: headers, sealed: protection.isEncrypted, logger: logger)
@@ -128,8 +129,9 @@ struct CompletionPipeline: Sendable {
         let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
         // Under v3 the envelope follows what the upstream sent (SPEC §4.3); otherwise what the request asked.
         let streams =
-            if case .whole = protection { response.contentType?.lowercased().hasPrefix("text/event-stream") ?? false }
-            else { decoded.isStream }
+            if case .whole = protection {
+                response.contentType?.lowercased().hasPrefix("text/event-stream") ?? false
+            } else { decoded.isStream }
         if streams {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, protection: protection,
@@ -254,7 +256,10 @@ struct CompletionPipeline: Sendable {
         if let hash = request.headers[.requestHash] {
             // Exactly as the receipt text spells it: 64 lowercase hex characters.
             guard hash.utf8.count == 64,
-                hash.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+                hash.utf8.allSatisfy({
+                    (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                        || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
+                })
             else {
                 throw .invalidRequest("X-Request-Hash must be a SHA-256 digest as 64 lowercase hex characters")
             }
@@ -320,7 +325,8 @@ struct CompletionPipeline: Sendable {
             body: plaintext, sealer: &sealer, usage: nil, padBytes: v3Framing.padBytes)
         headers[.contentType] = "application/json"
         return Response(
-            status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: envelope)))
+            status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: envelope))
+        )
     }
 
     private func relayJSON(
