@@ -250,5 +250,9 @@ if let fuzzRuntime = Context.environment["VLLM_PROXY_FUZZ_RUNTIME"] {
             name: "fuzz-e2ee", dependencies: ["E2EE", "Signing", "JSON", "FuzzSupport"], path: "Fuzz/e2ee",
             swiftSettings: coverage,
             linkerSettings: link),
+        .executableTarget(
+            name: "fuzz-e2ee-v3",
+            dependencies: ["E2EE", "Signing", "JSON", "FuzzSupport", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Fuzz/e2ee-v3", swiftSettings: coverage, linkerSettings: link),
     ]
 }

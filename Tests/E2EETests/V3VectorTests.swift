@@ -148,6 +148,31 @@ private struct AnyJSON: Decodable {
         }
     }
 
+    /// RFC 9180 Appendix A.2.1 (DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305, base mode): the
+    /// suite v3 names `0x0020/0x0001/0x0003` is the RFC's, seq 0 opens, and the exporter gives the RFC's values.
+    @Test func rfc9180ChaChaBaseVector() throws {
+        let suite = V3Suite.x25519ChaCha20Poly1305
+        #expect(suite.header == [0, 0x00, 0x20, 0x00, 0x01, 0x00, 0x03])
+        func hex(_ text: String) throws -> [UInt8] { try #require(Hex.decode(text)) }
+        var recipient = try HPKE.Recipient(
+            privateKey: try Curve25519.KeyAgreement.PrivateKey(
+                rawRepresentation: try hex("8057991eef8f1f1af18f4a9491d16a1ce333f695d4db8e38da75975c4478e0fb")),
+            ciphersuite: suite.ciphersuite, info: Data(try hex("4f6465206f6e2061204772656369616e2055726e")),
+            encapsulatedKey: Data(try hex("1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a")))
+        let opened = try recipient.open(
+            try hex("1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28"),
+            authenticating: try hex("436f756e742d30"))
+        #expect(Array(opened) == (try hex("4265617574792069732074727574682c20747275746820626561757479")))
+        for (context, value) in [
+            ("", "4bbd6243b8bb54cec311fac9df81841b6fd61f56538a775e7c80a9f40160606e"),
+            ("00", "8c1df14732580e5501b00f82b10a1647b40713191b7c1240ac80e2b68808ba69"),
+            ("54657374436f6e74657874", "5acb09211139c43b3090489a9da433e8a30ee7188ba8b0a9a1ccf0c229283e53"),
+        ] {
+            let secret = try recipient.exportSecret(context: try hex(context), outputByteCount: 32)
+            #expect(secret.withUnsafeBytes { Hex.encode(Array($0)) } == value)
+        }
+    }
+
     private func repoint(_ envelope: [UInt8], to kc: String) throws -> [UInt8] {
         guard case .object(var root) = try JSONValue(parsing: envelope), case .object(var e2ee)? = root["e2ee"] else {
             throw E2EEError.v3Malformed
