@@ -8,6 +8,7 @@ the validation table, replay protection, and receipts over the ciphertext bytes.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -155,8 +156,16 @@ def chat(model: str, *contents, stream: bool = False) -> dict:
     return body
 
 
+def without_cache_salt(body: dict) -> dict:
+    """SPEC §4: every v1/v2 request goes upstream with a fresh random `cache_salt` (the prefix cache is an
+    oracle); checked here and removed, so the rest can be compared with what the client sent."""
+    salt = body.pop("cache_salt", None)
+    assert salt is None or re.fullmatch(r"[0-9a-f]{64}", salt), salt
+    return body
+
+
 def forwarded(stub, path: str = CHAT) -> list[dict]:
-    return [json.loads(entry["body"]) for entry in stub.requests() if entry["path"] == path]
+    return [without_cache_salt(json.loads(entry["body"])) for entry in stub.requests() if entry["path"] == path]
 
 
 def assert_refused(stub, r, error_type: str) -> dict:
@@ -228,7 +237,9 @@ def test_round_trip(proxy, stub, make_client, algo, version, stream, model):
 
     # vLLM received the plaintext, and nothing sealed.
     (upstream,) = [entry for entry in stub.requests() if entry["path"] == CHAT]
-    assert json.loads(upstream["body"]) == plain
+    sent = json.loads(upstream["body"])
+    assert isinstance(sent.get("cache_salt"), str)
+    assert without_cache_salt(sent) == plain
     sealed_fields = [m["content"] for m in json.loads(body)["messages"]]
     assert not any(f in upstream["body"] for f in sealed_fields), "ciphertext must not reach vLLM"
 
@@ -942,13 +953,13 @@ def test_text_completions_refuse_any_e2ee_header(proxy, stub, make_client, heade
     value = client.headers()[header]
     error = assert_refused(stub, post(proxy, text_body(unique("prompt"), stream=stream), {header: value}, TEXT),
                            "invalid_e2ee_request")
-    assert error["message"] == "E2EE is only supported on /v1/chat/completions"
+    assert error["message"] == "E2EE v1/v2 is only supported on /v1/chat/completions"
 
 
 def test_text_completions_refuse_a_full_e2ee_header_set(proxy, stub, make_client):
     client = make_client("ed25519", 2)
     error = assert_refused(stub, post(proxy, text_body(unique("prompt")), client.headers(), TEXT), "invalid_e2ee_request")
-    assert error["message"] == "E2EE is only supported on /v1/chat/completions"
+    assert error["message"] == "E2EE v1/v2 is only supported on /v1/chat/completions"
 
 
 @pytest.mark.parametrize("algo", ALGOS)

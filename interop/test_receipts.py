@@ -312,11 +312,12 @@ def test_chunked_request_body_is_hashed_as_received(proxy, stub):
     check_receipt(proxy, r.json()["id"], f"{sha256_hex(body)}:{sha256_hex(r.content)}")
 
 
-def test_uppercase_x_request_hash_is_signed_as_lowercase(proxy, stub):
+def test_uppercase_x_request_hash_is_refused(proxy, stub):
+    """SPEC §5: exactly 64 lowercase hex characters, else 400 invalid_request_error (nothing sent)."""
     gateway_hash = sha256_hex(unique("gateway").encode())
     r = proxy.post(CHAT, chat_body(unique("upper")), headers={"X-Request-Hash": gateway_hash.upper()})
-    assert r.status_code == 200
-    check_receipt(proxy, r.json()["id"], f"{gateway_hash}:{sha256_hex(r.content)}")
+    assert_error(r, 400, "invalid_request_error")
+    assert stub.requests() == []
 
 
 def test_concurrent_completions_each_get_their_own_receipt(proxy, stub):
