@@ -62,17 +62,20 @@ import Testing
     }
 
     @Test func gatewayRequestHashIsSignedInsteadOfOurs() async throws {
-        let given = String(repeating: "AB", count: 32)
+        let given = String(repeating: "ab", count: 32)
         try await ProxyHarness.run { proxy in
             let reply = try await proxy.post(
                 "/v1/chat/completions", json: Self.chat, headers: [("X-Request-Hash", given)])
             let id = try #require(reply.json["id"] as? String)
             let signature = try await proxy.request(.GET, "/v1/signature/\(id)")
-            #expect(signature.json["text"] as? String == given.lowercased() + ":" + sha256Hex(reply.body))
-            let bad = try await proxy.post(
-                "/v1/chat/completions", json: Self.chat, headers: [("X-Request-Hash", "xyz")])
-            #expect(bad.status == 400)
-            #expect(bad.errorType == "invalid_request_error")
+            #expect(signature.json["text"] as? String == given + ":" + sha256Hex(reply.body))
+            // Exactly 64 lowercase hex characters, as the receipt text spells it (SPEC §5).
+            for malformed in ["xyz", given.uppercased(), String(given.dropLast())] {
+                let bad = try await proxy.post(
+                    "/v1/chat/completions", json: Self.chat, headers: [("X-Request-Hash", malformed)])
+                #expect(bad.status == 400)
+                #expect(bad.errorType == "invalid_request_error")
+            }
         }
     }
 

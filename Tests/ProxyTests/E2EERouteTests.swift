@@ -180,7 +180,7 @@ struct ECDSAClient {
             expectErrorShape(text, type: "invalid_e2ee_request")
             #expect(
                 (text.json["error"] as? [String: Any])?["message"] as? String
-                    == "E2EE is only supported on /v1/chat/completions")
+                    == "E2EE v1/v2 is only supported on /v1/chat/completions")
             #expect(proxy.stub.requests.isEmpty)
         }
     }

@@ -41,8 +41,10 @@ import Testing
             let (envelope, opener) = try client.seal(
                 Self.chat("v3 secret", stream: false), route: "/v1/chat/completions", model: "stub-model",
                 stream: false, suite: suite)
+            // A gateway's X-Request-Hash counts for nothing under E2EE: the receipt hashes the envelope received.
             let reply = try await proxy.request(
-                .POST, "/v1/chat/completions", body: envelope, headers: [("X-E2EE-Version", "3")])
+                .POST, "/v1/chat/completions", body: envelope,
+                headers: [("X-E2EE-Version", "3"), ("X-Request-Hash", String(repeating: "0", count: 64))])
             #expect(reply.status == 200)
             #expect(reply.headers.first(name: "X-E2EE-Version") == "3")
             #expect(reply.headers.first(name: "X-E2EE-Algo") == suite.algoName)
