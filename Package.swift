@@ -148,8 +148,10 @@ let package = Package(
         .executableTarget(
             name: "vllm-proxy",
             dependencies: [
-                "VLLMProxy",
+                "VLLMProxy", "E2EE", "Attestation", "JSON", "Signing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
