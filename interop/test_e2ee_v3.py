@@ -426,3 +426,27 @@ def test_padded_answers_open_in_the_sdk(padded, config):
     chunks = client.chat.completions.create(model="stub-model", messages=[{"role": "user", "content": "pad me"}],
                                             stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: pad me"
+
+
+# ---------------------------------------------------------------- the Swift client on the command line
+
+
+@pytest.mark.parametrize("suite,stream", [("x25519-aes256gcm", False), ("xwing-aes256gcm", True),
+                                          ("x25519-chacha20poly1305", True)])
+def test_vllm_proxy_e2ee_chat_command(proxy, suite, stream):
+    """`vllm-proxy e2ee-chat` (the Swift V3Client, the only client here that speaks X-Wing) against the real proxy:
+    report-data binding checked, the answer opened, the receipt covering the bytes exchanged; a wrong token exits 1."""
+    import subprocess
+
+    from conftest import bin_dir
+
+    argv = [str(bin_dir() / "vllm-proxy"), "e2ee-chat", proxy.base_url, "--token", proxy.token, "--suite", suite,
+            "--message", "sealed from swift"] + (["--stream"] if stream else [])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"hpke-{suite}" in done.stdout
+    # A stream's text comes one word per event.
+    assert ("Echo: sealed from swift" in done.stdout) if not stream else ('"content":" swift"' in done.stdout)
+    assert "covers the bytes exchanged" in done.stdout
+    refused_run = subprocess.run(argv[:4] + ["wrong-token"], capture_output=True, text=True, timeout=60)
+    assert refused_run.returncode == 1 and "HTTP 401" in refused_run.stderr
