@@ -96,12 +96,36 @@ def main() -> None:
         "≤ +200 µs",
         mark(at_most(extra, 200)),
     ))
+    e3 = num("e2ee3_c16.proxy.cpu_us")
+    extra3 = None if e3 is None or plain is None else e3 - plain
+    rows.append((
+        "E2EE v3 (X25519+AES-256-GCM), extra CPU per request over plain, c=16",
+        "–",
+        "–",
+        "–" if extra3 is None else f"{extra3:+.0f} µs ({us(e3)} in all)",
+        "–",
+        "≤ +120 µs",
+        mark(at_most(extra3, 120)),
+    ))
+    s3, plain_stream = num("e2ee3_stream_c16.proxy.cpu_us"), num("stream_c16.proxy.cpu_us")
+    rows.append((
+        "stream of 64 chunks under E2EE v3, CPU per stream, c=16",
+        "–",
+        "–",
+        "–" if s3 is None or not plain_stream else f"{us(s3)} ({s3 / plain_stream:.2f}× plain {us(plain_stream)})",
+        "–",
+        "≤ 1.5× plain stream",
+        mark(None if s3 is None or not plain_stream else s3 / plain_stream <= 1.5),
+    ))
     overhead = r.get("overhead_c16_ms", "n/a")
     rows.append(("proxy overhead from /v1/metrics (mean), c=16", "–", "–",
                  overhead if overhead == "n/a" else f"{float(overhead):.3f} ms", "–", "–", "–"))
 
+    only_v3 = r.get("only_v3") == "1"
+    if only_v3:  # only the rows this mode measured
+        rows = [row for row in rows if not row[3].startswith("–") and not row[0].startswith("proxy overhead")]
     lines = [
-        "# bench/run results",
+        "# bench/run results" + (" (ONLY_V3=1: the E2EE v3 cases and their plain proxy baselines)" if r.get("only_v3") == "1" else ""),
         "",
         f"- date: {r.get('date')}; git commit: {r.get('commit')}",
         f"- machine: {r.get('nproc')} cores, {r.get('cpu')}; load average at the end: {r.get('load')}",
@@ -189,7 +213,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({k.rsplit(".", 1)[0] for k in r if k.endswith(".requests")},
-                  key=lambda k: (["plain_c1", "plain_c16", "plain_c64", "stream_c16", "e2ee_c16"].index(k.split(".")[0]), k))
+                  key=lambda k: (["plain_c1", "plain_c16", "plain_c64", "stream_c16", "e2ee_c16", "e2ee3_c16", "e2ee3_stream_c16"].index(k.split(".")[0]), k))
     for key in keys:
         case, target = key.split(".", 1)
         lines.append(
@@ -198,8 +222,20 @@ def main() -> None:
         )
     lines += [
         "",
-        f"E2EE requests were pre-generated ({r.get('e2ee_generated')}, each sent at most once; "
-        "bench/e2ee_requests.py). Redis CPU counts the warm-up's requests too, so it is slightly overstated.",
+    ]
+    if not only_v3:
+        lines += [
+            f"E2EE v2 requests were pre-generated ({r.get('e2ee_generated')}, each sent at most once; "
+            "bench/e2ee_requests.py). Redis CPU counts the warm-up's requests too, so it is slightly overstated.",
+            "",
+        ]
+    lines += [
+        f"E2EE v3 envelopes were pre-generated with clients/python (bench/e2ee_v3_requests.py; one HPKE "
+        f"encapsulation each, sent at most once, no warm-up): {r.get('e2ee3_c16.generated', '–')} for the JSON case, "
+        f"{r.get('e2ee3_stream_c16.generated', '–')} for the stream case. One extra request per case was opened and "
+        f"verified by the client first: {r.get('e2ee3_c16.check', '–')}; {r.get('e2ee3_stream_c16.check', '–')}. "
+        "The proxy seals one chunk per upstream read, so the static upstream's 64 events arrive in the few "
+        "chunks named there, not in 64.",
     ]
     text = "\n".join(lines) + "\n"
     out.write_text(text)

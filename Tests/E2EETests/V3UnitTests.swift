@@ -204,3 +204,15 @@ final class Mutexed<Value: Sendable>: @unchecked Sendable {
     init(_ values: [Value]) { self.values = values }
     func next() -> Value { lock.withLock { values.removeFirst() } }
 }
+
+@Suite struct Base64Tests {
+    @Test func agreesWithFoundationForEveryLengthAndRandomBytes() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<200 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var out: [UInt8] = []
+            Base64.encode(bytes, into: &out)
+            #expect(String(decoding: out, as: UTF8.self) == Data(bytes).base64EncodedString())
+        }
+    }
+}

@@ -217,3 +217,18 @@ import Testing
         }
     }
 }
+
+@Suite struct UsageProbeTests {
+    @Test(arguments: [
+        (#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#, true),
+        ("data: {\"usage\" : \t{\"total_tokens\":2}}", true),
+        (#"data: {"choices":[{"delta":{"content":"usage"}}],"usage":null}"#, false),
+        (#"data: {"x":"\"usage\": {"}"#, false),  // inside a string, escaped: not the key
+        (#"data: {"x":"\"usage\"","usage":{}}"#, true),
+        (#"data: {"usage""#, false),
+        ("", false),
+    ])
+    func findsUsageObjects(event: String, expected: Bool) {
+        #expect(Array(event.utf8).withUnsafeBytes { carriesUsageObject($0) } == expected)
+    }
+}

@@ -130,7 +130,7 @@ public struct V3ResponseSealer: Sendable {
         switch suite {
         case .x25519AES256GCM, .xwingAES256GCM:
             let box = try! AES.GCM.seal(plaintext, using: key, nonce: AES.GCM.Nonce(data: nonce), authenticating: aad)
-            return Array(box.ciphertext) + Array(box.tag)
+            return Array(box.combined!.dropFirst(V3Suite.nonceLength))  // nonce ‖ ciphertext ‖ tag, without the nonce
         case .x25519ChaCha20Poly1305:
             let box = try! ChaChaPoly.seal(
                 plaintext, using: key, nonce: ChaChaPoly.Nonce(data: nonce), authenticating: aad)

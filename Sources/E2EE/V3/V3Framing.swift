@@ -9,15 +9,19 @@ public enum V3Framing {
     public static func jsonEnvelope(
         body: some DataProtocol, sealer: inout V3ResponseSealer, usage: JSONObject?, padBytes: Int
     ) -> [UInt8] {
-        var plaintext = Array(body)
+        let gap = padding(for: body.count, to: padBytes)
         // Trailing spaces after a JSON document are insignificant to every JSON reader.
-        plaintext += [UInt8](repeating: UInt8(ascii: " "), count: padding(for: plaintext.count, to: padBytes))
-        let final = sealer.seal(plaintext, final: true)
-        var out = Array(#"{"object":"e2ee.v3","e2ee":{"v":3,"n":""#.utf8)
-        out += base64(sealer.responseNonce)
-        out += Array(#"","f":""#.utf8)
-        out += base64(final)
-        out += Array(#""}"#.utf8)
+        let final =
+            gap == 0
+            ? sealer.seal(body, final: true)
+            : sealer.seal(Array(body) + [UInt8](repeating: UInt8(ascii: " "), count: gap), final: true)
+        var out: [UInt8] = []
+        out.reserveCapacity(final.count * 4 / 3 + 160)
+        out += #"{"object":"e2ee.v3","e2ee":{"v":3,"n":""#.utf8
+        Base64.encode(sealer.responseNonce, into: &out)
+        out += #"","f":""#.utf8
+        Base64.encode(final, into: &out)
+        out += #""}"#.utf8
         if let usage {
             out += Array(#","usage":"#.utf8)
             JSONValue.object(usage).serialize(into: &out)
@@ -38,8 +42,31 @@ public enum V3Framing {
         return (size - count % size) % size
     }
 
-    static func base64(_ bytes: some DataProtocol) -> [UInt8] {
-        Array(Data(bytes).base64EncodedString().utf8)
+}
+
+/// Standard base64 with padding (RFC 4648 §4), written straight into the output: going through `Data` and
+/// `String` took three allocations per sealed chunk.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8], into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index + 3 <= bytes.count {
+            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+            out.append(alphabet[Int(n & 63)])
+            index += 3
+        }
+        let rest = bytes.count - index
+        guard rest > 0 else { return }
+        let n = UInt32(bytes[index]) << 16 | (rest == 2 ? UInt32(bytes[index + 1]) << 8 : 0)
+        out.append(alphabet[Int(n >> 18 & 63)])
+        out.append(alphabet[Int(n >> 12 & 63)])
+        out.append(rest == 2 ? alphabet[Int(n >> 6 & 63)] : UInt8(ascii: "="))
+        out.append(UInt8(ascii: "="))
     }
 }
 
@@ -71,13 +98,13 @@ public struct V3StreamFramer: Sendable {
         // The first chunk is never held: the time to the first token is visible anyway.
         if coalesce > .zero, sealedChunks > 0, let lastSeal, now - lastSeal < coalesce { return [] }
         lastSeal = now
-        return event(key: "c", plaintext: padded(take()), final: false)
+        return event(plaintext: padded(take()), final: false)
     }
 
     /// Ends the stream: whatever is still gathered plus `trailer` (the proxy's error event on failure) in the
     /// final chunk; then, on a normal end, the clear usage and `[DONE]`.
     public mutating func finish(trailer: [UInt8] = [], usage: JSONObject?, done: Bool) -> [UInt8] {
-        var out = event(key: "f", plaintext: padded(take() + trailer), final: true)
+        var out = event(plaintext: padded(take() + trailer), final: true)
         if let usage {
             out += Array(#"data: {"object":"e2ee.v3.usage","choices":[],"usage":"#.utf8)
             JSONValue.object(usage).serialize(into: &out)
@@ -103,19 +130,19 @@ public struct V3StreamFramer: Sendable {
         ]
     }
 
-    private mutating func event(key: String, plaintext: [UInt8], final: Bool) -> [UInt8] {
+    private mutating func event(plaintext: [UInt8], final: Bool) -> [UInt8] {
         var out: [UInt8] = []
         if !sentHeader {
             sentHeader = true
-            out += Array(#"data: {"object":"e2ee.v3","e2ee":{"v":3,"n":""#.utf8)
-            out += V3Framing.base64(sealer.responseNonce)
-            out += Array("\"}}\n\n".utf8)
+            out += #"data: {"object":"e2ee.v3","e2ee":{"v":3,"n":""#.utf8
+            Base64.encode(sealer.responseNonce, into: &out)
+            out += "\"}}\n\n".utf8
         }
         let sealed = sealer.seal(plaintext, final: final)
         sealedChunks += 1
-        out += Array("data: {\"e2ee\":{\"\(key)\":\"".utf8)
-        out += V3Framing.base64(sealed)
-        out += Array("\"}}\n\n".utf8)
+        out += final ? #"data: {"e2ee":{"f":""#.utf8 : #"data: {"e2ee":{"c":""#.utf8
+        Base64.encode(sealed, into: &out)
+        out += "\"}}\n\n".utf8
         return out
     }
 }

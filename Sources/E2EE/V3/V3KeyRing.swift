@@ -19,7 +19,8 @@ public struct V3KeyPair: Sendable {
 
     /// Fixed keys, for fuzzing and known answers: a given X25519 key and an X-Wing key from a 32-byte seed.
     public init(x25519: Curve25519.KeyAgreement.PrivateKey, xwingSeed: [UInt8]) throws {
-        self.init(x25519: x25519, xwing: try XWingMLKEM768X25519.PrivateKey(seedRepresentation: xwingSeed, publicKey: nil))
+        self.init(
+            x25519: x25519, xwing: try XWingMLKEM768X25519.PrivateKey(seedRepresentation: xwingSeed, publicKey: nil))
     }
 
     init(x25519: Curve25519.KeyAgreement.PrivateKey, xwing: XWingMLKEM768X25519.PrivateKey) {

@@ -605,7 +605,9 @@ final class StreamRelay: @unchecked Sendable {
     /// v3: the chunk is sealed as received (or gathered: see `V3StreamFramer`); its events are only read for
     /// the chat id and the usage.
     private func passWhole(_ chunk: ByteBuffer, events: [ByteBuffer]) -> ByteBuffer {
-        for event in events {
+        // Only the events that can matter are parsed: until the chat id is found, and those that carry a usage
+        // object (vLLM sends it once, at the end). Parsing all 64 events of a stream cost more than sealing it.
+        for event in events where chatID == nil || event.withUnsafeReadableBytes(carriesUsageObject) {
             guard let data = sseData(of: event) else { continue }
             let (id, usage) = data.withUnsafeBytes { idAndUsage(in: $0) }
             if chatID == nil { chatID = id }
@@ -664,6 +666,31 @@ func idAndUsage(in bytes: UnsafeRawBufferPointer) -> (String?, JSONObject?) {
     }
     let usage = V3Framing.clearUsage(parsed(scan.members[1]) ?? parsed(scan.members[2])?["usage"])
     return (id, usage)
+}
+
+/// Whether the bytes hold `"usage"`, optional whitespace, `:`, optional whitespace, `{`: a cheap test that
+/// leaves out the `"usage": null` of every chunk but the last. A key spelt with escapes is missed; the clear
+/// usage then lacks what the sealed one has, which the client detects (it fails closed, never open).
+@inline(never)
+func carriesUsageObject(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    let key = Array(#""usage""#.utf8)
+    guard bytes.count > key.count else { return false }
+    var index = 0
+    while index <= bytes.count - key.count {
+        guard let quote = bytes[index...].firstIndex(of: UInt8(ascii: "\"")) else { return false }
+        index = quote + 1
+        guard quote + key.count <= bytes.count,
+            key.indices.allSatisfy({ bytes[quote + $0] == key[$0] })
+        else { continue }
+        var next = quote + key.count
+        func skipSpace() { while next < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[next]) { next += 1 } }
+        skipSpace()
+        guard next < bytes.count, bytes[next] == UInt8(ascii: ":") else { continue }
+        next += 1
+        skipSpace()
+        if next < bytes.count, bytes[next] == UInt8(ascii: "{") { return true }
+    }
+    return false
 }
 
 /// The top-level `id` string of a JSON object, if the bytes are one and it has one.
