@@ -50,23 +50,34 @@ enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     static func encode(_ bytes: [UInt8], into out: inout [UInt8]) {
-        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index + 3 <= bytes.count {
-            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(alphabet[Int(n & 63)])
-            index += 3
+        let start = out.count
+        let length = (bytes.count + 2) / 3 * 4
+        out.append(contentsOf: repeatElement(0, count: length))
+        // Written through raw pointers: appending byte by byte checked capacity and uniqueness each time.
+        alphabet.withUnsafeBufferPointer { alphabet in
+            bytes.withUnsafeBufferPointer { input in
+                out.withUnsafeMutableBufferPointer { output in
+                    var read = 0
+                    var write = start
+                    while read + 3 <= input.count {
+                        let n = UInt32(input[read]) << 16 | UInt32(input[read + 1]) << 8 | UInt32(input[read + 2])
+                        output[write] = alphabet[Int(n >> 18 & 63)]
+                        output[write + 1] = alphabet[Int(n >> 12 & 63)]
+                        output[write + 2] = alphabet[Int(n >> 6 & 63)]
+                        output[write + 3] = alphabet[Int(n & 63)]
+                        read += 3
+                        write += 4
+                    }
+                    let rest = input.count - read
+                    guard rest > 0 else { return }
+                    let n = UInt32(input[read]) << 16 | (rest == 2 ? UInt32(input[read + 1]) << 8 : 0)
+                    output[write] = alphabet[Int(n >> 18 & 63)]
+                    output[write + 1] = alphabet[Int(n >> 12 & 63)]
+                    output[write + 2] = rest == 2 ? alphabet[Int(n >> 6 & 63)] : UInt8(ascii: "=")
+                    output[write + 3] = UInt8(ascii: "=")
+                }
+            }
         }
-        let rest = bytes.count - index
-        guard rest > 0 else { return }
-        let n = UInt32(bytes[index]) << 16 | (rest == 2 ? UInt32(bytes[index + 1]) << 8 : 0)
-        out.append(alphabet[Int(n >> 18 & 63)])
-        out.append(alphabet[Int(n >> 12 & 63)])
-        out.append(rest == 2 ? alphabet[Int(n >> 6 & 63)] : UInt8(ascii: "="))
-        out.append(UInt8(ascii: "="))
     }
 }
 

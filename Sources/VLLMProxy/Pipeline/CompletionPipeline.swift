@@ -11,6 +11,12 @@ import SSE
 import SharedState
 import Signing
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Which completion endpoint a request arrived on.
 enum CompletionKind: Sendable {
     case chat, text
@@ -673,17 +679,21 @@ func idAndUsage(in bytes: UnsafeRawBufferPointer) -> (String?, JSONObject?) {
 /// usage then lacks what the sealed one has, which the client detects (it fails closed, never open).
 @inline(never)
 func carriesUsageObject(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    let key = Array(#""usage""#.utf8)
-    guard bytes.count > key.count else { return false }
-    var index = 0
-    while index <= bytes.count - key.count {
-        guard let quote = bytes[index...].firstIndex(of: UInt8(ascii: "\"")) else { return false }
-        index = quote + 1
-        guard quote + key.count <= bytes.count,
-            key.indices.allSatisfy({ bytes[quote + $0] == key[$0] })
-        else { continue }
-        var next = quote + key.count
-        func skipSpace() { while next < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[next]) { next += 1 } }
+    guard let base = bytes.baseAddress else { return false }
+    let key: StaticString = #""usage""#
+    let keyLength = key.utf8CodeUnitCount
+    var start = 0
+    // memchr for each quote, memcmp for the key: this runs over every event of a sealed stream.
+    while start + keyLength < bytes.count,
+        let quote = memchr(base + start, Int32(UInt8(ascii: "\"")), bytes.count - start)
+    {
+        let at = base.distance(to: UnsafeRawPointer(quote))
+        start = at + 1
+        guard at + keyLength < bytes.count, memcmp(quote, key.utf8Start, keyLength) == 0 else { continue }
+        var next = at + keyLength
+        func skipSpace() {
+            while next < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[next]) { next += 1 }
+        }
         skipSpace()
         guard next < bytes.count, bytes[next] == UInt8(ascii: ":") else { continue }
         next += 1
