@@ -75,6 +75,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // TDX quote verification (SPEC §6.2): a pure function of quote, collateral, time and trust root; no network.
+        .target(
+            name: "TDXVerifier",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
         .target(
             name: "SharedState",
             dependencies: [
@@ -176,6 +185,7 @@ let package = Package(
         .testTarget(name: "SSETests", dependencies: ["SSE", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
+        .testTarget(name: "TDXVerifierTests", dependencies: ["TDXVerifier"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
         .testTarget(
             name: "UpstreamHTTPTests",

@@ -1,0 +1,358 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// The trust anchor quotes chain to: Intel's SGX Root CA (pinned) or an override (tests, private PKIs),
+/// named in every verdict.
+public struct TDXTrustRoot: Sendable {
+    public let certificate: Certificate
+    public let der: [UInt8]
+    /// `"intel"` for the pinned root, else `"override:<hex SHA-256 of its DER>"`.
+    public let name: String
+
+    public init(der: [UInt8], pinned: Bool = false) throws(TDXVerificationError) {
+        guard let certificate = try? Certificate(derEncoded: der) else {
+            throw .certificateChainInvalid("the trust root is not a DER certificate")
+        }
+        self.certificate = certificate
+        self.der = der
+        self.name = pinned ? "intel" : "override:" + TDXHex.encode(SHA256.hash(data: der))
+    }
+}
+
+/// What a verified quote says: the combined TCB status with its advisories, the TD report and the FMSPC.
+public struct TDXVerifiedReport: Sendable {
+    public let status: String
+    public let advisoryIDs: [String]
+    public let td: TDReport
+    public let fmspc: [UInt8]
+    public let rootCA: String
+}
+
+/// Verifies a TDX quote against collateral at a time (SPEC §6.2): a pure function, no network. The checks
+/// follow dcap-qvl 0.7.0's order and are at least as strict; where the SPEC asks more (the trust root's own
+/// validity, CRL thisUpdate, the PCE id, the TCB signer, the outer certification type) it does so.
+public enum TDXQuoteVerifier {
+    /// Intel's QE vendor id.
+    static let intelQEVendorID: [UInt8] = TDXHex.decode("939a7233f79c4ca9940a0db3957f0607")!
+
+    public static func verify(
+        quote bytes: [UInt8], collateral: TDXCollateral, now: Int64, root: TDXTrustRoot
+    ) throws(TDXVerificationError) -> TDXVerifiedReport {
+        // 1. The root and both CRLs.
+        try checkValidity(root.certificate, now: now, what: "trust root")
+        let rootCRL = try CertificateRevocationList(derEncoded: collateral.rootCACRL)
+        let pckCRL = try CertificateRevocationList(derEncoded: collateral.pckCRL)
+        guard rootCRL.issuer == root.certificate.subject, rootCRL.isSigned(by: root.certificate) else {
+            throw .rootCARevocationInvalid("the root CA CRL is not signed by the trust root")
+        }
+        try checkCRLTime(rootCRL, now: now, what: "root CA CRL")
+        guard !rootCRL.revokedSerials.contains(serial(root.certificate)) else {
+            throw .certificateRevoked("the trust root")
+        }
+        let crls = [rootCRL, pckCRL]
+
+        // 2. The quote's header.
+        let quote = try TDXQuote(parsing: bytes)
+        guard quote.qeVendorID == intelQEVendorID else { throw .unknownQEVendor }
+
+        // 3–4. TCB info: dates, signer chain, signature over the exact bytes served.
+        let tcbInfo: TCBInfo
+        do {
+            tcbInfo = try JSONDecoder().decode(TCBInfo.self, from: Data(collateral.tcbInfo))
+        } catch {
+            throw .tcbInfoInvalid("not a TCB info object")
+        }
+        guard let issued = UnixTime.parse(rfc3339: tcbInfo.issueDate),
+            let next = UnixTime.parse(rfc3339: tcbInfo.nextUpdate)
+        else { throw .tcbInfoInvalid("dates") }
+        guard issued <= now, now <= next else { throw .tcbInfoNotValidAtTime }
+        let tcbSigner = try collateralSigner(collateral.tcbInfoIssuerChain, root: root, crls: crls, now: now)
+        guard verifyRaw(collateral.tcbInfoSignature, of: collateral.tcbInfo, by: tcbSigner) else {
+            throw .tcbInfoSignatureInvalid
+        }
+
+        // 5. QE identity, likewise.
+        let qeIdentity: QEIdentity
+        do {
+            qeIdentity = try JSONDecoder().decode(QEIdentity.self, from: Data(collateral.qeIdentity))
+        } catch {
+            throw .qeIdentityInvalid("not a QE identity object")
+        }
+        guard let qeIssued = UnixTime.parse(rfc3339: qeIdentity.issueDate),
+            let qeNext = UnixTime.parse(rfc3339: qeIdentity.nextUpdate)
+        else { throw .qeIdentityInvalid("dates") }
+        guard qeIssued <= now, now <= qeNext else { throw .qeIdentityNotValidAtTime }
+        let qeSigner = try collateralSigner(collateral.qeIdentityIssuerChain, root: root, crls: crls, now: now)
+        guard verifyRaw(collateral.qeIdentitySignature, of: collateral.qeIdentity, by: qeSigner) else {
+            throw .qeIdentitySignatureInvalid
+        }
+        guard qeIdentity.id == "TD_QE", qeIdentity.version == 2 || qeIdentity.version == 3 else {
+            throw .qeIdentityInvalid("id \(qeIdentity.id) version \(qeIdentity.version)")
+        }
+
+        // 6. The PCK chain the quote carries, leaf first, to the root; CRLs for every certificate.
+        let pckChain = try certificates(pem: quote.pckChainPEM, root: root)
+        guard let pck = pckChain.first else { throw .invalidPCKCertificate("empty chain") }
+        try verifyChain(pckChain, root: root, crls: crls, now: now)
+        let pckExtension = try PCKExtension(certificate: pck)
+
+        // 7. The QE report: signed by the PCK key, binding the attestation key.
+        guard let pckKey = P256.Signing.PublicKey(pck.publicKey),
+            verifyRaw(quote.qeReportSignature, of: quote.qeReport, by: pckKey)
+        else { throw .qeReportSignatureInvalid }
+        guard quote.qeAuthenticationData.count == 32,
+            Array(SHA256.hash(data: quote.attestationKey + quote.qeAuthenticationData))
+                == Array(quote.qeReport[320..<352])
+        else { throw .qeReportDataMismatch }
+
+        // 8. The QE against its identity.
+        let qeStatus = try checkQE(quote.qeReport, identity: qeIdentity)
+
+        // 9. The quote signature over header ‖ body by the attestation key.
+        guard let attestationKey = try? P256.Signing.PublicKey(rawRepresentation: quote.attestationKey),
+            verifyRaw(quote.signature, of: quote.signedBytes, by: attestationKey)
+        else { throw .quoteSignatureInvalid }
+
+        // 10. Platform TCB: FMSPC and PCE id, then the first (sorted) level the platform meets.
+        guard tcbInfo.id == "TDX", tcbInfo.version >= 3 else {
+            throw .tcbInfoInvalid("id \(tcbInfo.id) version \(tcbInfo.version)")
+        }
+        guard TDXHex.decode(tcbInfo.fmspc) == pckExtension.fmspc else { throw .fmspcMismatch }
+        guard TDXHex.decode(tcbInfo.pceId) == pckExtension.pceID else { throw .pceIDMismatch }
+        let levels = try sortedLevels(tcbInfo.tcbLevels)
+        let body = quote.body
+        guard let matched = platformLevel(levels, pck: pckExtension, teeTCBSVN: body.teeTCBSVN) else {
+            throw .tcbLevelNotFound
+        }
+        var platform = TCBVerdict(status: matched.tcbStatus, advisoryIDs: matched.advisoryIDs ?? [])
+        // TDX 1.5: TEE_TCB_SVN2 on a better level than TEE_TCB_SVN means a relaunch would bring the TD up to date.
+        if let svn2 = body.teeTCBSVN2, ["OutOfDate", "OutOfDateConfigurationNeeded"].contains(platform.status),
+            let level2 = platformLevel(levels, pck: pckExtension, teeTCBSVN: svn2),
+            !["OutOfDate", "OutOfDateConfigurationNeeded", "Revoked"].contains(level2.tcbStatus)
+        {
+            platform.status = "TDRelaunchAdvised"
+        }
+
+        // 11. The TDX module.
+        let module = try checkModule(tcbInfo, body: body)
+
+        // 12. Combined: the worst wins; advisories platform, module, QE.
+        var verdict = platform
+        if let module { verdict = verdict.merged(with: module) }
+        verdict = verdict.merged(with: qeStatus)
+        guard verdict.status != "Revoked" else { throw .tcbRevoked }
+
+        // 13. The TD's attributes and MRSERVICETD.
+        try checkAttributes(body)
+        return TDXVerifiedReport(
+            status: verdict.status, advisoryIDs: verdict.advisoryIDs, td: body, fmspc: pckExtension.fmspc,
+            rootCA: root.name)
+    }
+
+    // MARK: Certificates and CRLs
+
+    /// A collateral issuer chain's leaf, once the chain verified. The signer must be issued by the root itself
+    /// and must not be a PCK certificate: the TCB signing certificate, not any certificate under the root.
+    private static func collateralSigner(
+        _ pem: String, root: TDXTrustRoot, crls: [CertificateRevocationList], now: Int64
+    ) throws(TDXVerificationError) -> P256.Signing.PublicKey {
+        let chain = try certificates(pem: Array(pem.utf8), root: root)
+        guard chain.count == 1, let signer = chain.first else {
+            throw .certificateChainInvalid("a collateral signer must be issued by the root directly")
+        }
+        guard signer.extensions.first(where: { $0.oid == PCKExtension.oid }) == nil else {
+            throw .certificateChainInvalid("a PCK certificate cannot sign collateral")
+        }
+        try verifyChain(chain, root: root, crls: crls, now: now)
+        guard let key = P256.Signing.PublicKey(signer.publicKey) else {
+            throw .certificateChainInvalid("the collateral signer's key is not P-256")
+        }
+        return key
+    }
+
+    /// The PEM certificates, leaf first, without the trust root (a chain may end with it).
+    static func certificates(pem: [UInt8], root: TDXTrustRoot) throws(TDXVerificationError) -> [Certificate] {
+        let text = String(decoding: pem.prefix { $0 != 0 }, as: UTF8.self)
+        guard let documents = try? PEMDocument.parseMultiple(pemString: text), !documents.isEmpty else {
+            throw .certificateChainInvalid("no PEM certificates")
+        }
+        var chain: [Certificate] = []
+        for document in documents where document.discriminator == "CERTIFICATE" {
+            guard Array(document.derBytes) != root.der else { continue }
+            guard let certificate = try? Certificate(derEncoded: document.derBytes) else {
+                throw .certificateChainInvalid("a certificate does not parse")
+            }
+            chain.append(certificate)
+        }
+        return chain
+    }
+
+    /// Each certificate issued by the next (the last by the root), each within its validity, intermediates CAs,
+    /// and each covered by an authoritative, current CRL that does not list it.
+    static func verifyChain(
+        _ chain: [Certificate], root: TDXTrustRoot, crls: [CertificateRevocationList], now: Int64
+    ) throws(TDXVerificationError) {
+        for (index, certificate) in chain.enumerated() {
+            let issuer = index + 1 < chain.count ? chain[index + 1] : root.certificate
+            let name = "\(certificate.subject)"
+            guard certificate.issuer == issuer.subject,
+                issuer.publicKey.isValidSignature(certificate.signature, for: certificate)
+            else { throw .certificateChainInvalid("\(name) is not signed by the next certificate") }
+            try checkValidity(certificate, now: now, what: name)
+            if index > 0 {
+                guard isCA(certificate) else { throw .certificateChainInvalid("\(name) is not a CA") }
+            }
+            guard let crl = crls.first(where: { $0.issuer == certificate.issuer && $0.isSigned(by: issuer) }) else {
+                throw .crlMissing(name)
+            }
+            try checkCRLTime(crl, now: now, what: "CRL of \(certificate.issuer)")
+            guard !crl.revokedSerials.contains(serial(certificate)) else { throw .certificateRevoked(name) }
+        }
+    }
+
+    private static func isCA(_ certificate: Certificate) -> Bool {
+        if case .isCertificateAuthority? = try? certificate.extensions.basicConstraints { return true }
+        return false
+    }
+
+    private static func checkValidity(_ certificate: Certificate, now: Int64, what: String)
+        throws(TDXVerificationError)
+    {
+        let time = Date(timeIntervalSince1970: TimeInterval(now))
+        guard certificate.notValidBefore <= time, time <= certificate.notValidAfter else {
+            throw .certificateNotValidAtTime(what)
+        }
+    }
+
+    /// A CRL is current from its thisUpdate until (not including) its nextUpdate.
+    private static func checkCRLTime(_ crl: CertificateRevocationList, now: Int64, what: String)
+        throws(TDXVerificationError)
+    {
+        guard crl.thisUpdate <= now, let next = crl.nextUpdate, now < next else { throw .crlNotValidAtTime(what) }
+    }
+
+    private static func serial(_ certificate: Certificate) -> [UInt8] {
+        Array(certificate.serialNumber.bytes.drop(while: { $0 == 0 }))
+    }
+
+    /// An ECDSA P-256 signature given as raw r ‖ s over `data`.
+    private static func verifyRaw(_ signature: [UInt8], of data: [UInt8], by key: P256.Signing.PublicKey) -> Bool {
+        guard let signature = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
+        return key.isValidSignature(signature, for: data)
+    }
+
+    // MARK: QE, TCB levels, TDX module, attributes
+
+    /// The QE report (an SGX enclave report) against the QE identity; returns the QE's TCB status.
+    private static func checkQE(_ report: [UInt8], identity: QEIdentity) throws(TDXVerificationError) -> TCBVerdict {
+        func hex(_ text: String, _ count: Int) throws(TDXVerificationError) -> [UInt8] {
+            guard let bytes = TDXHex.decode(text), bytes.count == count else {
+                throw .qeIdentityInvalid("a field is not \(count) bytes of hex")
+            }
+            return bytes
+        }
+        let miscselect = Array(report[16..<20])
+        let attributes = Array(report[48..<64])
+        let mrsigner = Array(report[128..<160])
+        let isvprodid = Int(report[256]) | Int(report[257]) << 8
+        let isvsvn = Int(report[258]) | Int(report[259]) << 8
+        guard mrsigner == (try hex(identity.mrsigner, 32)) else { throw .qeIdentityMismatch("MRSIGNER") }
+        guard attributes[0] & 0x02 == 0 else { throw .qeIdentityMismatch("the QE is in debug mode") }
+        guard isvprodid == identity.isvprodid else { throw .qeIdentityMismatch("ISVPRODID") }
+        // MISCSELECT is a little-endian u32 in the report and big-endian hex in the identity.
+        let identityMisc = try hex(identity.miscselect, 4)
+        let miscMask = try hex(identity.miscselectMask, 4)
+        for index in 0..<4 {
+            let mine: UInt8 = miscselect[3 - index] & miscMask[index]
+            guard mine == identityMisc[index] & miscMask[index] else { throw .qeIdentityMismatch("MISCSELECT") }
+        }
+        let identityAttributes = try hex(identity.attributes, 16)
+        let attributesMask = try hex(identity.attributesMask, 16)
+        for index in 0..<16 {
+            let mine: UInt8 = attributes[index] & attributesMask[index]
+            guard mine == identityAttributes[index] & attributesMask[index] else {
+                throw .qeIdentityMismatch("ATTRIBUTES")
+            }
+        }
+        guard let level = identity.tcbLevels.first(where: { $0.tcb.isvsvn <= isvsvn }) else {
+            throw .qeTCBBelowMinimum
+        }
+        return TCBVerdict(status: level.tcbStatus, advisoryIDs: level.advisoryIDs ?? [])
+    }
+
+    /// The levels highest first: by the SGX components, then the PCE SVN, then the TDX components (as dcap-qvl
+    /// orders them, whatever order the JSON has).
+    private static func sortedLevels(_ levels: [TCBInfo.Level]) throws(TDXVerificationError) -> [TCBInfo.Level] {
+        for level in levels {
+            guard level.tcb.sgxtcbcomponents.count == 16, (level.tcb.tdxtcbcomponents?.count ?? 16) == 16 else {
+                throw .tcbInfoInvalid("a TCB level does not have 16 components")
+            }
+        }
+        func key(_ level: TCBInfo.Level) -> [Int] {
+            level.tcb.sgxtcbcomponents.map(\.svn) + [level.tcb.pcesvn] + (level.tcb.tdxtcbcomponents ?? []).map(\.svn)
+        }
+        return levels.sorted { key($1).lexicographicallyPrecedes(key($0)) }
+    }
+
+    private static func platformLevel(_ levels: [TCBInfo.Level], pck: PCKExtension, teeTCBSVN: [UInt8])
+        -> TCBInfo.Level?
+    {
+        levels.first { level in
+            guard pck.pceSVN >= level.tcb.pcesvn else { return false }
+            for index in 0..<16 {
+                if Int(pck.cpuSVN[index]) < level.tcb.sgxtcbcomponents[index].svn { return false }
+                let tdx: Int = level.tcb.tdxtcbcomponents?[index].svn ?? 0
+                if Int(teeTCBSVN[index]) < tdx { return false }
+            }
+            return true
+        }
+    }
+
+    /// The TDX module's signer and attributes, and (for module versions above 0) its own TCB level.
+    private static func checkModule(_ tcbInfo: TCBInfo, body: TDReport) throws(TDXVerificationError) -> TCBVerdict? {
+        guard let base = tcbInfo.tdxModule else { throw .tcbInfoInvalid("no tdxModule") }
+        let version = body.teeTCBSVN[1]
+        let identity: TCBInfo.ModuleIdentity?
+        if version > 0, let identities = tcbInfo.tdxModuleIdentities, !identities.isEmpty {
+            let id = "TDX_" + TDXHex.encode([version]).uppercased()
+            guard let found = identities.first(where: { $0.id.uppercased() == id }) else {
+                throw .tdxModuleMismatch("no identity \(id)")
+            }
+            identity = found
+        } else {
+            identity = nil
+        }
+        let mrsigner = identity?.mrsigner ?? base.mrsigner
+        guard TDXHex.decode(mrsigner) == body.mrSignerSeam else { throw .tdxModuleMismatch("MRSIGNER_SEAM") }
+        guard let attributes = TDXHex.decode(identity?.attributes ?? base.attributes), attributes.count == 8,
+            let mask = TDXHex.decode(identity?.attributesMask ?? base.attributesMask), mask.count == 8
+        else { throw .tcbInfoInvalid("TDX module attributes") }
+        for index in 0..<8 {
+            let seam: UInt8 = body.seamAttributes[index]
+            guard seam & mask[index] == attributes[index] & mask[index], seam & ~mask[index] == 0 else {
+                throw .tdxModuleMismatch("SEAM attributes")
+            }
+        }
+        guard let identity else { return nil }
+        guard let level = identity.tcbLevels.first(where: { $0.tcb.isvsvn <= Int(body.teeTCBSVN[0]) }) else {
+            throw .tdxModuleBelowMinimum
+        }
+        return TCBVerdict(status: level.tcbStatus, advisoryIDs: level.advisoryIDs ?? [])
+    }
+
+    /// TD attributes a production TD may have (dcap-qvl 0.7.0): SEPT_VE_DISABLE (bit 28) set; only bits 16,
+    /// 18–22, 27, 28, 30, 31, 62 and 63 set; so never DEBUG, profiling, SERVTD_EXT, MIGRATABLE or reserved bits.
+    static let allowedTDAttributes: [UInt8] = [0x00, 0x00, 0x7d, 0xd8, 0x00, 0x00, 0x00, 0xc0]
+
+    private static func checkAttributes(_ body: TDReport) throws(TDXVerificationError) {
+        let attributes = body.tdAttributes
+        guard attributes[0] & 0x01 == 0 else { throw .tdAttributesNotAllowed("DEBUG") }
+        guard attributes[3] & 0x10 != 0 else { throw .tdAttributesNotAllowed("SEPT_VE_DISABLE is not set") }
+        for index in 0..<8 where attributes[index] & ~allowedTDAttributes[index] != 0 {
+            throw .tdAttributesNotAllowed("a bit outside the allowed set")
+        }
+        if let service = body.mrServiceTD, service.contains(where: { $0 != 0 }) { throw .mrServiceTDNotZero }
+    }
+}
