@@ -275,7 +275,9 @@ def test_receipt_is_checked_against_the_exchange():
                             signing_address=address)
     assert receipt.signature_verified is True
     with pytest.raises(ReceiptError, match="covers"):
-        fetch_receipt(BASE, TOKEN, exchange, client=signature_route(good[:-1] + "0"), signing_algo="ed25519")
+        # Another last hex digit (one in 16 hashes already ends in "0": replacing it by "0" changed nothing).
+        tampered = good[:-1] + ("1" if good[-1] == "0" else "0")
+        fetch_receipt(BASE, TOKEN, exchange, client=signature_route(tampered), signing_algo="ed25519")
     with pytest.raises(ReceiptError, match="signer"):
         fetch_receipt(BASE, TOKEN, exchange, client=signature_route(good), signing_algo="ed25519",
                       signing_address="00" * 32)
