@@ -157,8 +157,10 @@ let package = Package(
         .executableTarget(
             name: "vllm-proxy",
             dependencies: [
-                "VLLMProxy", "E2EE", "Attestation", "JSON", "Signing",
+                "VLLMProxy", "E2EE", "Attestation", "JSON", "Signing", "TDXVerifier",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),

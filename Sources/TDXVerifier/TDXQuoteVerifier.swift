@@ -172,21 +172,33 @@ public enum TDXQuoteVerifier {
         return key
     }
 
-    /// The PEM certificates, leaf first, without the trust root (a chain may end with it).
+    /// The path from the first PEM certificate (the leaf) to the trust root, built as webpki (and so dcap-qvl)
+    /// builds it: each next certificate is one of the others whose subject is the current one's issuer, until the
+    /// root issues one. Certificates the path does not use are ignored, even malformed ones (a quote's chain ends
+    /// with a copy of the root that nothing relies on).
     static func certificates(pem: [UInt8], root: TDXTrustRoot) throws(TDXVerificationError) -> [Certificate] {
         let text = String(decoding: pem.prefix { $0 != 0 }, as: UTF8.self)
-        guard let documents = try? PEMDocument.parseMultiple(pemString: text), !documents.isEmpty else {
-            throw .certificateChainInvalid("no PEM certificates")
-        }
-        var chain: [Certificate] = []
-        for document in documents where document.discriminator == "CERTIFICATE" {
-            guard Array(document.derBytes) != root.der else { continue }
-            guard let certificate = try? Certificate(derEncoded: document.derBytes) else {
-                throw .certificateChainInvalid("a certificate does not parse")
+        // Block by block, so that a damaged block the path does not need cannot spoil the others.
+        let begin = "-----BEGIN CERTIFICATE-----"
+        let blocks = text.components(separatedBy: begin).dropFirst().map { begin + $0 }
+        let documents = blocks.map { try? PEMDocument(pemString: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard let first = documents.first ?? nil, first.discriminator == "CERTIFICATE",
+            let leaf = try? Certificate(derEncoded: first.derBytes)
+        else { throw .certificateChainInvalid("the first PEM block is not a certificate") }
+        let others = documents.dropFirst().compactMap { document -> Certificate? in
+            guard let document, document.discriminator == "CERTIFICATE", Array(document.derBytes) != root.der else {
+                return nil
             }
-            chain.append(certificate)
+            return try? Certificate(derEncoded: document.derBytes)
         }
-        return chain
+        var path = [leaf]
+        while let current = path.last, current.issuer != root.certificate.subject {
+            guard path.count <= others.count,
+                let next = others.first(where: { $0.subject == current.issuer && !path.contains($0) })
+            else { throw .certificateChainInvalid("no issuer for \(current.subject)") }
+            path.append(next)
+        }
+        return path
     }
 
     /// Each certificate issued by the next (the last by the root), each within its validity, intermediates CAs,
