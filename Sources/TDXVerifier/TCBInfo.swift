@@ -19,17 +19,11 @@ struct TCBInfo: Decodable {
         let attributesMask: String
     }
     struct ModuleIdentity: Decodable {
-        struct Level: Decodable {
-            struct SVN: Decodable { let isvsvn: Int }
-            let tcb: SVN
-            let tcbStatus: String
-            let advisoryIDs: [String]?
-        }
         let id: String
         let mrsigner: String
         let attributes: String
         let attributesMask: String
-        let tcbLevels: [Level]
+        let tcbLevels: [ISVSVNLevel]
     }
     let id: String
     let version: Int
@@ -44,12 +38,6 @@ struct TCBInfo: Decodable {
 
 /// The TDX QE identity (`TD_QE`), decoded from the exact text its signature covers.
 struct QEIdentity: Decodable {
-    struct Level: Decodable {
-        struct SVN: Decodable { let isvsvn: Int }
-        let tcb: SVN
-        let tcbStatus: String
-        let advisoryIDs: [String]?
-    }
     let id: String
     let version: Int
     let issueDate: String
@@ -60,7 +48,15 @@ struct QEIdentity: Decodable {
     let attributesMask: String
     let mrsigner: String
     let isvprodid: Int
-    let tcbLevels: [Level]
+    let tcbLevels: [ISVSVNLevel]
+}
+
+/// A TCB level keyed by one ISV SVN: the QE identity's and a TDX module identity's levels.
+struct ISVSVNLevel: Decodable {
+    struct SVN: Decodable { let isvsvn: Int }
+    let tcb: SVN
+    let tcbStatus: String
+    let advisoryIDs: [String]?
 }
 
 /// A TCB status and its advisories; `merge` keeps the worse status (SPEC §6.2: as dcap-qvl combines them).
