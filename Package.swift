@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "SSE", targets: ["SSE"]),
         .library(name: "Signing", targets: ["Signing"]),
         .library(name: "E2EE", targets: ["E2EE"]),
+        .library(name: "TDXVerifier", targets: ["TDXVerifier"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
@@ -246,7 +247,7 @@ let package = Package(
 // whose own entry point hands control to libFuzzer (`LLVMFuzzerRunDriver`). Linking libFuzzer's `main` instead
 // (`-sanitize=fuzzer` at link time) would clash with the `main` SwiftPM aliases to every executable's entry.
 if let fuzzRuntime = Context.environment["VLLM_PROXY_FUZZ_RUNTIME"] {
-    let instrumented: Set = ["JSON", "SSE", "Signing", "E2EE"]
+    let instrumented: Set = ["JSON", "SSE", "Signing", "E2EE", "TDXVerifier"]
     let coverage: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address"])]
     for target in package.targets where instrumented.contains(target.name) {
         target.swiftSettings = (target.swiftSettings ?? []) + coverage
@@ -268,5 +269,8 @@ if let fuzzRuntime = Context.environment["VLLM_PROXY_FUZZ_RUNTIME"] {
             name: "fuzz-e2ee-v3",
             dependencies: ["E2EE", "Signing", "JSON", "FuzzSupport", .product(name: "Crypto", package: "swift-crypto")],
             path: "Fuzz/e2ee-v3", swiftSettings: coverage, linkerSettings: link),
+        .executableTarget(
+            name: "fuzz-tdx", dependencies: ["TDXVerifier", "FuzzSupport"], path: "Fuzz/tdx", swiftSettings: coverage,
+            linkerSettings: link),
     ]
 }
