@@ -27,6 +27,7 @@ let package = Package(
                 .product(name: "SSE", package: proxy),
                 .product(name: "Signing", package: proxy),
                 .product(name: "E2EE", package: proxy),
+                .product(name: "TDXVerifier", package: proxy),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

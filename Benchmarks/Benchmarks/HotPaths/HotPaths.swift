@@ -6,6 +6,7 @@ import JSON
 import NIOCore
 import SSE
 import Signing
+import TDXVerifier
 
 // Micro-benchmarks of the work the proxy does per request and per stream chunk (`scripts/microbench`).
 // Each benchmark measures one operation per inner iteration; inputs are built once, outside the measurement.
@@ -163,6 +164,40 @@ let benchmarks: @Sendable () -> Void = {
                 out.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
             }
             blackHole(Hex.encode(hasher.finalize()))
+        }
+    }
+
+    // MARK: E2EE v3 and TDX quote verification
+
+    let v3Pair = try! V3KeyPair.generate()
+    let v3Ring = try! V3KeyRing(lifetime: 86_400, grace: 300, now: 1_000) { v3Pair }
+    let v3Codec = V3Codec(keys: v3Ring, replayWindow: 300)
+    let v3Client = try! V3Client(keyConfig: v3Pair.keyConfig)
+    // Distinct envelopes, sealed outside the measurement (opening one does not consume it here: no replay store).
+    let v3Envelopes = (0..<64).map { _ in
+        try! V3Envelope(
+            parsing: v3Client.seal(
+                smallRequest, route: "/v1/chat/completions", model: Fixtures.model, stream: false,
+                timestamp: 1_000
+            ).envelope)
+    }
+    Benchmark("E2EE v3 open (X25519+AES-256-GCM) and answer keys", configuration: slow) { benchmark in
+        for index in benchmark.scaledIterations {
+            let (_, session) = try! v3Codec.open(
+                v3Envelopes[index % v3Envelopes.count], route: "/v1/chat/completions", now: 1_000)
+            blackHole(session.responseSealer())
+        }
+    }
+
+    // A TDX quote with its (cached) collateral: the synthetic default of Tests/TDX, at its time.
+    let tdx = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/TDX/synthetic/default")
+    let tdxQuote = Array(try! Data(contentsOf: tdx.appendingPathComponent("quote.bin")))
+    let tdxCollateral = try! TDXCollateral(json: Array(try! Data(contentsOf: tdx.appendingPathComponent("collateral.json"))))
+    let tdxRoot = try! TDXTrustRoot(der: Array(try! Data(contentsOf: tdx.appendingPathComponent("root.der"))))
+    Benchmark("TDX quote verification (collateral in memory)", configuration: slow) { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try! TDXQuoteVerifier.verify(quote: tdxQuote, collateral: tdxCollateral, now: 1_767_225_600, root: tdxRoot))
         }
     }
 }
