@@ -85,6 +85,15 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
+        // Collateral for TDXVerifier fetched from a PCCS (SPEC §6.2), cached until each item's nextUpdate.
+        .target(
+            name: "TDXCollateral",
+            dependencies: [
+                "TDXVerifier",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "SharedState",
             dependencies: [
@@ -158,7 +167,7 @@ let package = Package(
         .executableTarget(
             name: "vllm-proxy",
             dependencies: [
-                "VLLMProxy", "E2EE", "Attestation", "JSON", "Signing", "TDXVerifier",
+                "VLLMProxy", "E2EE", "Attestation", "JSON", "Signing", "TDXVerifier", "TDXCollateral",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -189,6 +198,7 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "TDXVerifierTests", dependencies: ["TDXVerifier"]),
+        .testTarget(name: "TDXCollateralTests", dependencies: ["TDXCollateral", "TDXVerifier"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
         .testTarget(
             name: "UpstreamHTTPTests",

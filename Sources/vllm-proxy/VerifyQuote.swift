@@ -1,16 +1,19 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import JSON
 import SwiftASN1
+import TDXCollateral
 import TDXVerifier
 import X509
 
-/// `vllm-proxy verify-quote`: one TDX quote verified against collateral at a time (SPEC §6.2), with no network;
-/// one JSON verdict on standard output; exit 0 verified, 1 not, 2 unusable arguments.
+/// `vllm-proxy verify-quote`: one TDX quote verified against collateral at a time (SPEC §6.2), with no network
+/// unless `--pccs` asks to fetch the collateral from a PCCS; one JSON verdict on standard output; exit 0 verified,
+/// 1 not (a fetch failure: `collateral_unavailable`), 2 unusable arguments.
 struct VerifyQuote: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-quote",
-        abstract: "Verify a TDX quote against collateral (no network); print one JSON verdict.",
+        abstract: "Verify a TDX quote against collateral (a file, or fetched with --pccs); print one JSON verdict.",
         discussion: """
             Exit 0 when the quote verified and its TCB status is in TDX_ACCEPTED_TCB_STATUSES (default \
             UpToDate,SWHardeningNeeded), 1 otherwise, 2 for unusable arguments. The trust root is Intel's SGX Root \
@@ -19,8 +22,10 @@ struct VerifyQuote: AsyncParsableCommand {
 
     @Option(help: "The quote: raw bytes, or hex (an optional 0x prefix).")
     var quote: String
-    @Option(help: "The collateral JSON (dcap-qvl's QuoteCollateralV3 shape).")
-    var collateral: String
+    @Option(help: "The collateral JSON (dcap-qvl's QuoteCollateralV3 shape); this or --pccs.")
+    var collateral: String?
+    @Option(help: "Fetch the collateral from this PCCS (v4 API; http:// only on loopback); this or --collateral.")
+    var pccs: String?
     @Option(help: "Verification time, Unix seconds (default: now).")
     var now: Int64?
     @Option(name: .customLong("root-ca"), help: "A PEM or DER root that replaces Intel's (tests, private PKIs).")
@@ -29,14 +34,20 @@ struct VerifyQuote: AsyncParsableCommand {
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let quoteBytes: [UInt8]
-        let collateralValue: TDXCollateral
+        var collateralValue: TDXCollateral?
         let root: TDXTrustRoot
         let accepted = Set(
             (environment["TDX_ACCEPTED_TCB_STATUSES"] ?? "UpToDate,SWHardeningNeeded").split(separator: ",")
                 .map { $0.trimmingCharacters(in: .whitespaces) })
         do {
+            guard (collateral == nil) != (pccs == nil) else {
+                throw ValidationError("exactly one of --collateral and --pccs is needed")
+            }
+            if let pccs, !PCCSCollateralSource.isAllowed(baseURL: pccs) {
+                throw ValidationError("--pccs must be an https:// URL (http:// only on loopback)")
+            }
             quoteBytes = try Self.quoteBytes(try Self.read(quote))
-            collateralValue = try TDXCollateral(json: try Self.read(collateral))
+            if let collateral { collateralValue = try TDXCollateral(json: try Self.read(collateral)) }
             root = try Self.trustRoot(path: rootCA ?? environment["TDX_ROOT_CA_FILE"])
         } catch {
             FileHandle.standardError.write(Data("verify-quote: \(Self.describe(error))\n".utf8))
@@ -46,6 +57,21 @@ struct VerifyQuote: AsyncParsableCommand {
             FileHandle.standardError.write(Data("verify-quote: warning: trust root replaced (\(root.name))\n".utf8))
         }
         var verdict = JSONObject()
+        if let pccs, collateralValue == nil {
+            do throws(TDXCollateralError) {
+                collateralValue = try await Self.fetchCollateral(pccs: pccs, quote: quoteBytes)
+            } catch {
+                verdict["verified"] = false
+                verdict["error"] = .string(error.reason)
+                verdict["root_ca"] = .string(root.name)
+                print(String(decoding: JSONValue.object(verdict).serialized(), as: UTF8.self))
+                if case .unavailable(let detail) = error {
+                    FileHandle.standardError.write(Data("verify-quote: \(detail)\n".utf8))
+                }
+                throw ExitCode(1)
+            }
+        }
+        guard let collateralValue else { throw ExitCode(2) }
         do throws(TDXVerificationError) {
             let report = try TDXQuoteVerifier.verify(
                 quote: quoteBytes, collateral: collateralValue,
@@ -68,6 +94,26 @@ struct VerifyQuote: AsyncParsableCommand {
             print(String(decoding: JSONValue.object(verdict).serialized(), as: UTF8.self))
             throw ExitCode(1)
         }
+    }
+
+    /// The quote's collateral from a PCCS (a fresh cache: each run is its own process).
+    static func fetchCollateral(pccs: String, quote bytes: [UInt8]) async throws(TDXCollateralError) -> TDXCollateral {
+        let quote: TDXQuote
+        do {
+            quote = try TDXQuote(parsing: bytes)
+        } catch {
+            throw .quote(error)
+        }
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+        let source = PCCSCollateralSource(baseURL: pccs, httpClient: http) { Int64(Date().timeIntervalSince1970) }
+        let result: Result<TDXCollateral, TDXCollateralError>
+        do {
+            result = .success(try await source.collateral(for: quote))
+        } catch {
+            result = .failure(error)
+        }
+        try? await http.shutdown()
+        return try result.get()
     }
 
     static func fields(_ td: TDReport) -> JSONObject {
