@@ -2,7 +2,7 @@
 
 Typical use (see README.md):
 
-    att = fetch_attestation(BASE, TOKEN, quote_verifier=my_dcap_verifier)
+    att = fetch_attestation(BASE, TOKEN, quote_verifier=DcapQuoteVerifier())   # the `dcap` extra
     http_client = httpx.Client(transport=E2EETransport(att))
     client = openai.OpenAI(base_url=f"{BASE}/v1", api_key=TOKEN, http_client=http_client)
 """
@@ -21,6 +21,7 @@ from .attestation import (
     spki_der_of_certificate,
     verify_report,
 )
+from .dcap import DcapQuoteVerifier
 from .errors import (
     AttestationError,
     DowngradeError,
@@ -56,6 +57,7 @@ __all__ = [
     "AsyncE2EETransport",
     "Attestation",
     "AttestationError",
+    "DcapQuoteVerifier",
     "DowngradeError",
     "E2EEError",
     "E2EEServerError",
