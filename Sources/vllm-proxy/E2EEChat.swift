@@ -7,6 +7,7 @@ import Foundation
 import JSON
 import NIOCore
 import Signing
+import TDXVerifier
 
 /// `vllm-proxy e2ee-chat`: one E2EE v3 chat completion against a running proxy, for trying v3 (every suite,
 /// X-Wing included) without the Python client. It checks that the attestation report binds the key list it
@@ -90,10 +91,19 @@ struct E2EEChat: AsyncParsableCommand {
         let expected = ReportData.v3(
             addressBytes: addressBytes, spkiSHA256: tls, keyConfig: k,
             nvidiaPayload: report["nvidia_payload"]?.stringValue, nonce: nonce)
-        // The TDX quote's report data is its last 64 bytes of the TD report body (offset 568 in v4); the dev
-        // agent's fake quote is a marker followed by the report data.
+        // The dev agent's fake quote is a marker followed by the report data; a TDX quote is parsed (v4 or v5), its
+        // report data being the TD report's last 64 bytes. The quote's signature is not checked here.
         let marker = Array("DEV-ONLY-NOT-A-REAL-QUOTE".utf8)
-        let reportData = quote.starts(with: marker) ? Array(quote.suffix(64)) : Array(quote.dropFirst(568).prefix(64))
+        let reportData: [UInt8]
+        if quote.starts(with: marker) {
+            reportData = Array(quote.suffix(64))
+        } else {
+            do {
+                reportData = try TDXQuote(parsing: quote).body.reportData
+            } catch {
+                throw fail("the report's quote does not parse as a TDX quote (\(error.reason))")
+            }
+        }
         guard reportData == expected else {
             throw fail("the quote's report data does not bind this key list and nonce")
         }
