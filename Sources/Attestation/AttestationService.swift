@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import JSON
 import Logging
@@ -65,7 +64,8 @@ public final class AttestationService: Sendable {
             case 3: certificateDigest == nil ? nil : try await tlsKeyDigest()
             default: nil
             }
-        let keyConfig = version == 3 ? e2ee.keyConfig() : []
+        let keyList = version == 3 ? e2ee.keyList() : (config: [], id: "")
+        let keyConfig = keyList.config
 
         async let infoResult = capture { () async throws(AttestationError) in try await agent.info() }
         let nvidiaPayload: String
@@ -110,8 +110,7 @@ public final class AttestationService: Sendable {
         }
         if version == 3 {
             attestation["e2ee_v3_key_config"] = .string(Data(keyConfig).base64EncodedString())
-            attestation["e2ee_v3_key_config_id"] = .string(
-                Hex.encode(Array(SHA256.hash(data: keyConfig).prefix(16))))
+            attestation["e2ee_v3_key_config_id"] = .string(keyList.id)
             attestation["e2ee_versions"] = .array(e2ee.versions.map { .integer($0) })
         }
         var response = attestation
@@ -147,13 +146,13 @@ public final class AttestationService: Sendable {
 
 /// What attestation version 3 shows of E2EE (SPEC §6): the current v3 key list and the accepted versions.
 public struct E2EEAttestation: Sendable {
-    /// `K` now (it rotates, so it is read per report).
-    let keyConfig: @Sendable () -> [UInt8]
+    /// `K` and its id `kc` now (they rotate, so they are read per report, together).
+    let keyList: @Sendable () -> (config: [UInt8], id: String)
     /// Versions accepted under `E2EE_MIN_VERSION`, ascending.
     let versions: [Int]
 
-    public init(keyConfig: @escaping @Sendable () -> [UInt8], versions: [Int]) {
-        self.keyConfig = keyConfig
+    public init(keyList: @escaping @Sendable () -> (config: [UInt8], id: String), versions: [Int]) {
+        self.keyList = keyList
         self.versions = versions
     }
 }

@@ -130,4 +130,4 @@ func makeCertificate(commonName: String) throws -> (pem: String, spkiDER: [UInt8
 }
 
 /// A fixed E2EE v3 key list for attestation tests (its bytes only matter to version 3 reports).
-let testE2EEAttestation = E2EEAttestation(keyConfig: { Array("test K".utf8) }, versions: [1, 2, 3])
+let testE2EEAttestation = E2EEAttestation(keyList: { (Array("test K".utf8), "test kc") }, versions: [1, 2, 3])

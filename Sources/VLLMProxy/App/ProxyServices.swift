@@ -90,7 +90,10 @@ public struct ProxyServices: Sendable {
                 logger: logger),
             tlsCertPath: config.tlsCertPath,
             e2ee: E2EEAttestation(
-                keyConfig: { v3Keys.current(now: Int(Date().timeIntervalSince1970)).keyConfig },
+                keyList: {
+                    let pair = v3Keys.current(now: Int(Date().timeIntervalSince1970))
+                    return (pair.keyConfig, pair.keyConfigID)
+                },
                 versions: Array(config.e2eeMinVersion...3)),
             logger: logger)
     }
