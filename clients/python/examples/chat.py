@@ -1,9 +1,12 @@
 """One E2EE v3 chat completion through the openai SDK, then its receipt: the example `scripts/dev` prints.
 
+    pip install './clients/python[openai,dcap]'
     VLLM_PROXY_URL=http://127.0.0.1:8000 VLLM_PROXY_TOKEN=… python clients/python/examples/chat.py "hello"
 
-Dev mode only as written: `allow_dev_quotes=True` accepts the dev agent's fake quotes, which prove nothing.
-Against a real proxy pass a `quote_verifier` instead (see the package README).
+The quote is always verified with dcap-qvl. With `VLLM_PROXY_DEV_PKI=DIR` (the dev attestation agent's
+`--dev-pki-dir`) it is checked against that throwaway dev root and collateral: development only, it proves
+nothing about hardware. Without it the quote must verify against Intel's SGX Root CA, with collateral from
+Phala's PCCS — what a real proxy needs.
 """
 
 import os
@@ -12,12 +15,16 @@ import sys
 import httpx
 import openai
 
-from vllm_proxy_client import E2EETransport, fetch_attestation, fetch_receipt
+from vllm_proxy_client import DcapQuoteVerifier, E2EETransport, fetch_attestation, fetch_receipt
 
 base, token = os.environ["VLLM_PROXY_URL"], os.environ["VLLM_PROXY_TOKEN"]
 message = " ".join(sys.argv[1:]) or "hello, sealed world"
 
-att = fetch_attestation(base, token, allow_dev_quotes=True)
+dev_pki = os.environ.get("VLLM_PROXY_DEV_PKI")
+verifier = DcapQuoteVerifier.from_dev_pki_dir(dev_pki) if dev_pki else DcapQuoteVerifier()
+att = fetch_attestation(base, token, quote_verifier=verifier)
+print(f"quote verified ({'DEV PKI, proves nothing about hardware' if dev_pki else 'Intel root'}): "
+      f"TCB {verifier.last_status}")
 print(f"attested key list kc={att.kc}, versions {att.e2ee_versions}, signer {att.signing_address}")
 transport = E2EETransport(att)
 client = openai.OpenAI(base_url=f"{base}/v1", api_key=token, http_client=httpx.Client(transport=transport),

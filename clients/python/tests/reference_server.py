@@ -17,7 +17,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives import hashes
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
-DEV_MARKER = b"DEV-ONLY-NOT-A-REAL-QUOTE"
+
+def tdx_v4_quote(report_data: bytes) -> bytes:
+    """A quote with the real TDX v4 layout (48-byte header, then the 584-byte TD report whose bytes [520:584] are
+    the report data, then the signature data length) and no valid signature: only `allow_unverified_quotes`
+    takes it, as a dev or test verifier would."""
+    assert len(report_data) == 64
+    header = struct.pack("<HHI", 4, 2, 0x81) + bytes(4) + bytes(16) + bytes(20)  # reserved, QE vendor id, user data
+    td_report = bytes(520) + report_data
+    assert len(header) == 48 and len(td_report) == 584
+    return header + td_report + struct.pack("<I", 0)
 
 
 def b64(data: bytes) -> str:
@@ -119,7 +128,7 @@ class ReferenceServer:
 
     def report(self, nonce: bytes, *, address: str = "0x" + "ab" * 20, nvidia_payload: str = '{"evidence_list": []}',
                spki_sha256: bytes | None = None, version: int = 3, versions=(1, 2, 3)) -> dict:
-        """A version 3 report with a dev quote, identity computed here from SPEC §6."""
+        """A version 3 report with an unsigned TDX v4 quote, identity computed here from SPEC §6."""
         tls = spki_sha256 or b""
         gpu = hashlib.sha256(nvidia_payload.encode()).digest()
         addr = bytes.fromhex(address[2:])
@@ -127,7 +136,7 @@ class ReferenceServer:
             b"vllm-proxy/report-data/v3\x00" + bytes([len(addr)]) + addr + bytes([len(tls)]) + tls
             + struct.pack(">H", len(self.K)) + self.K + bytes([len(gpu)]) + gpu
         ).digest()
-        quote = (DEV_MARKER + identity + nonce).hex()
+        quote = tdx_v4_quote(identity + nonce).hex()
         report = {
             "signing_address": address,
             "signing_algo": "ecdsa",

@@ -24,19 +24,22 @@ NONCE = bytes(range(32))
 
 
 def verify(report, **options):
-    return verify_report(report, nonce=NONCE, origin="https://p", **({"allow_dev_quotes": True} | options))
+    return verify_report(report, nonce=NONCE, origin="https://p", **({"allow_unverified_quotes": True} | options))
 
 
-def test_dev_report_verifies_and_yields_the_key_list():
+def test_report_verifies_and_yields_the_key_list():
     attestation = verify(SERVER.report(NONCE))
     assert attestation.key_list == SERVER.K and attestation.kc == SERVER.kc
-    assert attestation.quote_kind == "dev" and attestation.e2ee_versions == (1, 2, 3)
+    assert attestation.quote_kind == "tdx" and attestation.e2ee_versions == (1, 2, 3)
     assert attestation.key_configs[0].offers(Suite.X25519_CHACHA20POLY1305)
 
 
-def test_dev_quote_needs_explicit_permission():
-    with pytest.raises(AttestationError, match="DEV-ONLY"):
+def test_a_quote_needs_a_verifier_or_explicit_permission():
+    with pytest.raises(AttestationError, match="quote_verifier"):
         verify_report(SERVER.report(NONCE), nonce=NONCE)
+    seen = []
+    verify_report(SERVER.report(NONCE), nonce=NONCE, quote_verifier=seen.append)
+    assert seen == [bytes.fromhex(SERVER.report(NONCE)["quote"])]
 
 
 @pytest.mark.parametrize(
@@ -126,8 +129,8 @@ def test_fetch_asks_for_version_3_with_a_fresh_nonce():
 
     client = httpx.Client(transport=httpx.MockTransport(handler))
     policy = NoDowngradePolicy()
-    first = fetch_attestation("http://p/v1", "t", client=client, allow_dev_quotes=True, policy=policy)
-    fetch_attestation("http://p", "t", client=client, allow_dev_quotes=True, policy=policy)
+    first = fetch_attestation("http://p/v1", "t", client=client, allow_unverified_quotes=True, policy=policy)
+    fetch_attestation("http://p", "t", client=client, allow_unverified_quotes=True, policy=policy)
     assert asked[0]["version"] == "3" and asked[0]["signing_algo"] == "ecdsa"
     assert asked[0]["nonce"] != asked[1]["nonce"] and len(asked[0]["nonce"]) == 64
     assert first.origin == "http://p"
@@ -137,7 +140,7 @@ def test_fetch_asks_for_version_3_with_a_fresh_nonce():
 def test_a_replayed_report_for_another_nonce_is_refused():
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json=SERVER.report(NONCE))))
     with pytest.raises(AttestationError, match="nonce"):
-        fetch_attestation("http://p", "t", client=client, allow_dev_quotes=True, policy=NoDowngradePolicy())
+        fetch_attestation("http://p", "t", client=client, allow_unverified_quotes=True, policy=NoDowngradePolicy())
 
 
 def test_policy_refuses_a_key_list_without_the_chosen_suite():

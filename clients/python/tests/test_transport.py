@@ -44,7 +44,7 @@ class FakeProxy:
 
     def attestation(self):
         nonce = b"\x05" * 32
-        return verify_report(self.server.report(nonce), nonce=nonce, origin=BASE, allow_dev_quotes=True)
+        return verify_report(self.server.report(nonce), nonce=nonce, origin=BASE, allow_unverified_quotes=True)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET" and request.url.path == "/v1/models":

@@ -7,8 +7,10 @@ not bind `K`). It recomputes
                        ‖ u8 len ‖ SHA-256(DER SPKI of the TLS leaf) (or length 0)
                        ‖ u16 len ‖ K ‖ u8 len ‖ SHA-256(nvidia_payload text) (or length 0))
 
-and requires the quote's 64 report-data bytes to be identity ‖ nonce. Whether the quote itself is genuine is the
-job of `quote_verifier` (a DCAP verifier such as dcap-qvl, not part of this package yet).
+and requires the quote's 64 report-data bytes to be identity ‖ nonce. The quote is always read as a TDX quote
+(v4 or v5); whether it is genuine is the job of `quote_verifier` (e.g. `DcapQuoteVerifier`, built on dcap-qvl).
+Against the dev attestation agent, use `DcapQuoteVerifier.from_dev_pki_dir(...)`: its quotes are real-format TDX
+quotes signed by a throwaway dev PKI.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from .errors import AttestationError, DowngradeError, E2EEError
 from .v3 import KEM_X25519, KEM_XWING, KeyConfig, Suite, b64decode, key_config_id, parse_key_configs, strict_json_loads
 
 REPORT_DATA_LABEL = b"vllm-proxy/report-data/v3"
-DEV_QUOTE_MARKER = b"DEV-ONLY-NOT-A-REAL-QUOTE"
 TDX_TEE_TYPE = 0x81
 # report_data inside a TDX TD report body: after TEE_TCB_SVN, MRSEAM, MRSIGNERSEAM, SEAMATTRIBUTES, TDATTRIBUTES,
 # XFAM, MRTD, MRCONFIGID, MROWNER, MROWNERCONFIG and RTMR0–3 (520 bytes); the body follows a 48-byte header,
@@ -87,22 +88,16 @@ def spki_der_of_certificate(certificate: bytes) -> bytes:
 def quote_report_data(
     quote: bytes,
     *,
-    allow_dev_quotes: bool = False,
     quote_verifier: QuoteVerifier | None = None,
     allow_unverified_quotes: bool = False,
 ) -> tuple[bytes, str]:
-    """The 64 report-data bytes of a quote and its kind ("tdx" or "dev"), after the quote checks asked for.
+    """The 64 report-data bytes of a TDX quote (v4 or v5) and its kind (always "tdx"), after the quote checks.
 
-    A real quote must pass `quote_verifier` (which raises to reject); without one it is accepted only with
-    `allow_unverified_quotes` — then nothing proves it came from TDX hardware. A dev agent's fake quote
-    ("DEV-ONLY-NOT-A-REAL-QUOTE" ‖ report data) proves nothing and needs `allow_dev_quotes`.
+    The quote must pass `quote_verifier` (which raises to reject); without one it is accepted only with
+    `allow_unverified_quotes` — then nothing proves it came from TDX hardware. The dev attestation agent's quotes
+    are real-format TDX quotes signed by a throwaway dev PKI: verify them with
+    `DcapQuoteVerifier.from_dev_pki_dir(...)` (development only; that proves nothing about hardware).
     """
-    if quote.startswith(DEV_QUOTE_MARKER):
-        if not allow_dev_quotes:
-            raise AttestationError("the report carries a development fake quote (DEV-ONLY-NOT-A-REAL-QUOTE)")
-        if len(quote) != len(DEV_QUOTE_MARKER) + 64:
-            raise AttestationError("malformed development quote")
-        return quote[len(DEV_QUOTE_MARKER) :], "dev"
     if len(quote) < _QUOTE_HEADER_LEN + 6:
         raise AttestationError("the quote is too short to be a TDX quote")
     version, _, tee_type = struct.unpack_from("<HHI", quote, 0)
@@ -142,7 +137,7 @@ class Attestation:
     kc: str
     key_configs: tuple[KeyConfig, ...]
     e2ee_versions: tuple[int, ...]
-    quote_kind: str  # "tdx" or "dev"
+    quote_kind: str  # "tdx" (the only kind since the dev agent issues real-format quotes)
     tls_spki_sha256: bytes | None
     report: dict[str, Any] = field(repr=False)
 
@@ -162,7 +157,6 @@ def verify_report(
     origin: str = "",
     tls_spki_der: bytes | None = None,
     accept_reported_tls_fingerprint: bool = False,
-    allow_dev_quotes: bool = False,
     quote_verifier: QuoteVerifier | None = None,
     allow_unverified_quotes: bool = False,
 ) -> Attestation:
@@ -173,6 +167,9 @@ def verify_report(
     the server does without TLS_CERT_PATH — so a report that names a `tls_cert_fingerprint` fails, unless
     `accept_reported_tls_fingerprint` says to take the report's own value (right when a gateway terminates TLS
     and the client never sees the proxy's certificate: the quote still binds it, but nobody checked it).
+
+    Quote: `quote_verifier` (e.g. `DcapQuoteVerifier()`) must accept it, or `allow_unverified_quotes=True` takes
+    it unchecked (see `quote_report_data`).
     """
     if not isinstance(report, dict):
         raise AttestationError("the report is not a JSON object")
@@ -231,7 +228,6 @@ def verify_report(
         raise AttestationError("the quote is not hex") from None
     quoted, quote_kind = quote_report_data(
         quote,
-        allow_dev_quotes=allow_dev_quotes,
         quote_verifier=quote_verifier,
         allow_unverified_quotes=allow_unverified_quotes,
     )

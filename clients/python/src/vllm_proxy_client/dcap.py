@@ -7,6 +7,10 @@ The quote is verified against Intel's SGX Root CA (compiled into dcap-qvl) or `r
 given or fetched from `pccs_url`; its TCB status must be one of `accepted_statuses` (the proxy's own default,
 `UpToDate` and `SWHardeningNeeded`). The report data binding is checked by `fetch_attestation` itself. Needs the
 `dcap` extra (`pip install './clients/python[dcap]'`).
+
+Development: the dev attestation agent (`--dev-pki-dir DIR`) signs real-format TDX quotes with a throwaway PKI and
+writes its root and collateral to DIR; `DcapQuoteVerifier.from_dev_pki_dir(DIR)` trusts that root. It proves
+nothing about hardware.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +49,39 @@ class DcapQuoteVerifier:
         #: The last verified report's status and advisory ids, for callers that want to show them.
         self.last_status: str | None = None
         self.last_advisory_ids: list[str] = []
+
+    @classmethod
+    def from_dev_pki_dir(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        accepted_statuses: tuple[str, ...] = DEFAULT_ACCEPTED_STATUSES,
+        now: Callable[[], int] | int | None = None,
+    ) -> DcapQuoteVerifier:
+        """A verifier for the dev attestation agent's quotes: DEVELOPMENT ONLY, it proves nothing about hardware.
+
+        `path` is the agent's `--dev-pki-dir`: `tdx-root.pem` (the dev root CA, trusted here instead of Intel's
+        SGX Root CA) and `collateral.json` (QuoteCollateralV3 JSON, used as given; nothing is fetched). That
+        root is a throwaway key anyone can hold, so a quote it accepts says nothing about TDX hardware or the
+        code running: it only exercises the real verification path (quote format, signatures, report data
+        binding) in development and tests. Never use it against a proxy you need to trust.
+        """
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        folder = os.fspath(path)
+        try:
+            with open(os.path.join(folder, "tdx-root.pem"), "rb") as file:
+                root_pem = file.read()
+            with open(os.path.join(folder, "collateral.json"), encoding="utf-8") as file:
+                collateral = file.read()
+        except OSError as error:
+            raise AttestationError(f"dev PKI directory {folder!r} is unusable: {error}") from error
+        try:
+            root_der = x509.load_pem_x509_certificate(root_pem).public_bytes(Encoding.DER)
+        except ValueError as error:
+            raise AttestationError(f"{folder}/tdx-root.pem is not a PEM certificate: {error}") from error
+        return cls(collateral=collateral, root_ca_der=root_der, accepted_statuses=accepted_statuses, now=now)
 
     def __call__(self, quote: bytes) -> None:
         try:
