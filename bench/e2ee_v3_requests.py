@@ -1,6 +1,6 @@
 """Pre-generates distinct E2EE v3 requests for bench/run's wrk cases (bench/e2ee_v3.lua sends each once).
 
-Attests the proxy first (`fetch_attestation(..., allow_dev_quotes=True)`: version 3 report of the dev
+Attests the proxy first (`fetch_attestation(..., allow_unverified_quotes=True)`: version 3 report of the dev
 attestation agent, key list K and kc checked), then seals COUNT copies of the bench chat request with
 `vllm_proxy_client.seal_request` (clients/python; X25519 + HKDF-SHA256 + AES-256-GCM) for
 /v1/chat/completions. Every request is a full HPKE encapsulation with its own ephemeral key: the proxy
@@ -85,7 +85,7 @@ def check_one(base_url: str, token: str, att, body: bytes, stream: bool) -> str:
 def main() -> None:
     base_url, token, count, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     stream = len(sys.argv) > 5 and sys.argv[5] == "stream"
-    att = fetch_attestation(base_url, token, allow_dev_quotes=True)
+    att = fetch_attestation(base_url, token, allow_unverified_quotes=True)  # the dev agent's quote; not the bench's concern
     body = plaintext(stream)
     summary = check_one(base_url, token, att, body, stream)
     batches = [BATCH] * (count // BATCH) + ([count % BATCH] if count % BATCH else [])
