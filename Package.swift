@@ -156,6 +156,9 @@ let package = Package(
             dependencies: [
                 "JSON", "ChutesE2EE", "GuardedHTTP",
                 .product(name: "Crypto", package: "swift-crypto"),
+                // The dev agent's throwaway TDX PKI: certificates, CRLs and the SGX extension.
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -198,6 +201,8 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "E2EETests", dependencies: ["E2EE", "Signing", "JSON"]),
         .testTarget(name: "TDXVerifierTests", dependencies: ["TDXVerifier"]),
+        // The dev agent's quotes against the real verifier.
+        .testTarget(name: "DevStubsTests", dependencies: ["DevStubs", "TDXVerifier"]),
         .testTarget(name: "TDXCollateralTests", dependencies: ["TDXCollateral", "TDXVerifier"]),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState"]),
         .testTarget(

@@ -20,8 +20,11 @@ from conftest import REPO_ROOT, make_certificate, pem
 from helpers import HEX64, agent_call, assert_error, chat_body
 
 REPORT = "/v1/attestation/report"
-# The dev agent's fake quote is this marker (hex) followed by the 64-byte report data it was asked to quote.
-FAKE_QUOTE_MARKER_HEX = b"DEV-ONLY-NOT-A-REAL-QUOTE".hex()
+# The dev agent's quotes are TDX v4 quotes (from its throwaway dev PKI): a 48-byte header, then the 584-byte TD
+# report whose last 64 bytes are the report data. Header and report are what the quote signature covers.
+V4_HEADER = bytes.fromhex("0400020081000000")  # version 4, ECDSA-P256 attestation key, TEE type TDX
+REPORT_DATA_OFFSET = 48 + 520
+SIGNED_LENGTH = 48 + 584
 FIELDS = {
     "signing_address", "signing_algo", "signing_public_key", "request_nonce", "intel_quote", "quote",
     "event_log", "vm_config", "info", "nvidia_payload", "version", "all_attestations",
@@ -51,9 +54,9 @@ def expected_report_data(algo: str, address: str, nonce: bytes, version: int, ce
 
 
 def quoted_report_data(report: dict) -> bytes:
-    quote = report["quote"]
-    assert quote.startswith(FAKE_QUOTE_MARKER_HEX), quote[:80]
-    return bytes.fromhex(quote[len(FAKE_QUOTE_MARKER_HEX):])
+    quote = bytes.fromhex(report["quote"])
+    assert quote[:8] == V4_HEADER, quote[:48].hex()
+    return quote[REPORT_DATA_OFFSET:REPORT_DATA_OFFSET + 64]
 
 
 def agent_info(agent_socket) -> dict:
@@ -95,9 +98,10 @@ def test_report_binds_key_and_nonce(proxy, stack, algo, version):
     if version == 2:
         assert report["tls_cert_fingerprint"] == spki_sha256(stack.cert_path).hex()
 
-    # The agent, asked directly for the report data computed here, gives the very quote the proxy relayed.
+    # The agent, asked directly for the report data computed here, quotes the very header and TD report the proxy
+    # relayed (the ECDSA signatures differ from call to call, as a real quoting enclave's do).
     direct = agent_call(stack.agent_socket, "/GetQuote", {"report_data": expected.hex()})
-    assert report["quote"] == direct["quote"]
+    assert report["quote"][:2 * SIGNED_LENGTH] == direct["quote"][:2 * SIGNED_LENGTH]
     assert report["event_log"] == direct["event_log"]
     assert report["vm_config"] == direct["vm_config"]
     assert report["info"] == agent_info(stack.agent_socket)

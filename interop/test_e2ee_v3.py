@@ -34,7 +34,8 @@ from vllm_proxy_client import (
 )
 
 REPORT_LABEL = b"vllm-proxy/report-data/v3"
-FAKE_QUOTE_MARKER_HEX = b"DEV-ONLY-NOT-A-REAL-QUOTE".hex()
+# The dev agent's TDX v4 quotes: header (48) and TD report (584, report data in its last 64 bytes) are signed.
+REPORT_DATA_OFFSET, SIGNED_LENGTH = 48 + 520, 48 + 584
 TOOLS = [{"type": "function", "function": {"name": "echo", "parameters": {"type": "object"}}}]
 PAD = 256
 
@@ -94,7 +95,7 @@ def test_attestation_v3_binds_signing_key_tls_key_k_and_gpu_payload(proxy, stack
     att = attest(proxy, stack, signing_algo=algo)  # the client library's checks passed
     report = att.report
     assert report["version"] == 3 and report["signing_algo"] == algo
-    assert att.quote_kind == "dev"
+    assert att.quote_kind == "tdx"  # the dev agent's real-format quote, parsed (not verified: no dev root here)
     key_list = base64.b64decode(report["e2ee_v3_key_config"], validate=True)
     assert report["e2ee_v3_key_config_id"] == hashlib.sha256(key_list).digest()[:16].hex() == key_config_id(key_list)
     assert report["e2ee_versions"] == [1, 2, 3]
@@ -119,10 +120,11 @@ def test_attestation_v3_binds_signing_key_tls_key_k_and_gpu_payload(proxy, stack
     address = bytes.fromhex(report["signing_address"][2:] if algo == "ecdsa" else report["signing_address"])
     expected = identity_v3(address, spki_der(stack.cert_path), key_list, report.get("nvidia_payload"))
     expected += bytes.fromhex(report["request_nonce"])
-    assert report["quote"].startswith(FAKE_QUOTE_MARKER_HEX)
-    assert bytes.fromhex(report["quote"][len(FAKE_QUOTE_MARKER_HEX):]) == expected
+    quote = bytes.fromhex(report["quote"])
+    assert quote[:8] == bytes.fromhex("0400020081000000")  # v4, ECDSA-P256, TDX
+    assert quote[REPORT_DATA_OFFSET:REPORT_DATA_OFFSET + 64] == expected
     direct = agent_call(stack.agent_socket, "/GetQuote", {"report_data": expected.hex()})
-    assert direct["quote"] == report["quote"]
+    assert direct["quote"][:2 * SIGNED_LENGTH] == report["quote"][:2 * SIGNED_LENGTH]
     # The nvidia_payload hash covers the exact text (its nonce is this report's).
     if report.get("nvidia_payload") is not None:
         assert json.loads(report["nvidia_payload"])["nonce"] == report["request_nonce"]

@@ -45,9 +45,11 @@ def spki_der(cert_path) -> bytes:
 
 def attest(proxy, stack, **options) -> Attestation:
     """The client library's own attestation (version 3, fresh nonce) of a proxy the stack started (TLS_CERT_PATH
-    is always set there, so the identity binds that certificate's key); the dev agent's quotes are fakes."""
+    is always set there, so the identity binds that certificate's key). The dev agent's quotes are TDX v4 quotes
+    from its throwaway dev PKI, which proves nothing here: they are parsed but not verified
+    (interop/test_dev_agent_quotes.py verifies them with dcap-qvl against the dev root)."""
     return fetch_attestation(
-        proxy.base_url, proxy.token, allow_dev_quotes=True, tls_spki_der=spki_der(stack.cert_path), **options
+        proxy.base_url, proxy.token, allow_unverified_quotes=True, tls_spki_der=spki_der(stack.cert_path), **options
     )
 
 

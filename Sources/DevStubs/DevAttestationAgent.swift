@@ -3,10 +3,11 @@ import JSON
 import Logging
 import NIOCore
 
-/// Development stand-in for the dstack guest agent: fake quotes, NOT SECURE, never for production.
+/// Development stand-in for the dstack guest agent: quotes from a throwaway dev PKI, NOT SECURE, never for production.
 ///
 /// It answers the two calls the proxy makes (`/GetQuote`, `/Info`) with the shapes dstack uses, so the proxy can
-/// run and be tested on a machine without TDX. Every value it invents says so.
+/// run and be tested on a machine without TDX. Its quotes are real-format TDX v4 quotes that verify only against
+/// its own dev root CA (`DevTDXPlatform`), never against Intel's; its measurements say they are dev values.
 public struct DevAttestationAgent: Sendable {
     /// Where the agent listens.
     public enum Address: Sendable {
@@ -18,7 +19,7 @@ public struct DevAttestationAgent: Sendable {
 
     /// How the agent answers; the failure modes let tests and operators see the proxy's 503 path.
     public enum Behaviour: Sendable {
-        /// Well-formed fake answers.
+        /// Well-formed answers.
         case normal
         /// 200 with a body that is not JSON.
         case garbage
@@ -28,23 +29,23 @@ public struct DevAttestationAgent: Sendable {
         case slow(Duration)
     }
 
-    /// Prefix of every fake quote, so a verifier (or a human) sees at once what it got.
-    public static let fakeQuoteMarker = "DEV-ONLY-NOT-A-REAL-QUOTE"
-    /// `fakeQuoteMarker` as hex, the form it takes at the start of every quote.
-    public static let fakeQuoteMarkerHex = "4445562d4f4e4c592d4e4f542d412d5245414c2d51554f5445"
-
     private let address: Address
     private let behaviour: Behaviour
     private let recorder: DevAttestationRecorder?
+    private let platform: DevTDXPlatform?
     private let logger: Logger
 
-    /// - Parameter recorder: receives every report data the agent was asked to quote (tests check the binding).
+    /// - Parameters:
+    ///   - recorder: receives every report data the agent was asked to quote (tests check the binding).
+    ///   - platform: the dev PKI and guest that make the quotes; nil makes a fresh one when the agent starts.
     public init(
-        address: Address, behaviour: Behaviour = .normal, recorder: DevAttestationRecorder? = nil, logger: Logger
+        address: Address, behaviour: Behaviour = .normal, recorder: DevAttestationRecorder? = nil,
+        platform: DevTDXPlatform? = nil, logger: Logger
     ) {
         self.address = address
         self.behaviour = behaviour
         self.recorder = recorder
+        self.platform = platform
         self.logger = logger
     }
 
@@ -60,7 +61,7 @@ public struct DevAttestationAgent: Sendable {
             case .tcp(let host, let port): .hostname(host, port: port)
             }
         let app = Application(
-            router: makeRouter(),
+            router: makeRouter(platform: try platform ?? DevTDXPlatform()),
             configuration: .init(address: bind, serverName: "dev-attestation-agent"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port) },
             logger: logger
@@ -72,7 +73,7 @@ public struct DevAttestationAgent: Sendable {
         }
     }
 
-    private func makeRouter() -> Router<BasicRequestContext> {
+    private func makeRouter(platform: DevTDXPlatform) -> Router<BasicRequestContext> {
         let router = Router()
         let behaviour = self.behaviour
         let recorder = self.recorder
@@ -87,11 +88,16 @@ public struct DevAttestationAgent: Sendable {
             // dstack zero-pads short report data to the 64 bytes of the TDX field.
             let reportHex = hex.lowercased() + String(repeating: "0", count: 128 - hex.utf8.count)
             await recorder?.record(reportHex)
+            let reportData = stride(from: 0, to: 128, by: 2).map { offset -> UInt8 in
+                let start = reportHex.utf8.index(reportHex.utf8.startIndex, offsetBy: offset)
+                return UInt8(reportHex[start..<reportHex.utf8.index(start, offsetBy: 2)], radix: 16) ?? 0
+            }
             return Self.json(
                 status: .ok,
                 [
-                    "quote": .string(Self.fakeQuoteMarkerHex + reportHex),
-                    "event_log": "[]",
+                    "quote": .string(DevTDXHex.encode(try platform.quote(reportData: reportData))),
+                    // dstack sends the event log as a JSON-encoded string too.
+                    "event_log": .string(platform.eventLogJSON),
                     "report_data": .string(reportHex),
                     "vm_config": #"{"dev_only":"NOT A REAL VM CONFIG","cpu_count":0,"memory_size":0}"#,
                 ]
@@ -99,23 +105,15 @@ public struct DevAttestationAgent: Sendable {
         }
         router.post("/Info") { _, _ -> Response in
             if let response = try await Self.misbehave(behaviour) { return response }
-            let zeros = String(repeating: "0", count: 96)
-            let tcbInfo: JSONValue = [
-                "mrtd": .string(zeros), "rtmr0": .string(zeros), "rtmr1": .string(zeros),
-                "rtmr2": .string(zeros), "rtmr3": .string(zeros),
-                "compose_hash": .string(String(repeating: "0", count: 64)),
-                "app_compose": #"{"name":"vllm-proxy-dev","dev_only":true}"#,
-                "event_log": [],
-            ]
             return Self.json(
                 status: .ok,
                 [
-                    "app_id": "dev-only-not-an-app-id",
-                    "instance_id": "dev-only-not-an-instance-id",
+                    "app_id": .string(DevTDXHex.encode(platform.guest.appID)),
+                    "instance_id": .string(DevTDXHex.encode(platform.guest.instanceID)),
                     "app_name": "vllm-proxy-dev (NOT SECURE)",
                     "device_id": "dev-only",
                     // dstack sends tcb_info as a JSON-encoded string; so does this stand-in.
-                    "tcb_info": .string(String(decoding: tcbInfo.serialized(), as: UTF8.self)),
+                    "tcb_info": .string(String(decoding: platform.tcbInfo.serialized(), as: UTF8.self)),
                 ]
             )
         }
