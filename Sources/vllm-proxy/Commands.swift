@@ -13,7 +13,7 @@ struct VLLMProxyCommand: AsyncParsableCommand {
             + ProxyConfig.variables.map { variable in
                 "  \(variable.name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(variable.helpText)"
             }.joined(separator: "\n"),
-        subcommands: [Serve.self, Healthcheck.self, E2EEChat.self, VerifyQuote.self],
+        subcommands: [Serve.self, Healthcheck.self, E2EEChat.self, VerifyQuote.self, Verify.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -20,7 +20,7 @@ struct E2EEChat: AsyncParsableCommand {
             Fetches attestation version=3 with a fresh nonce, checks that the quote's report data binds the \
             signing address, the E2EE v3 key list and the GPU evidence to that nonce, seals the request (HPKE), \
             opens the answer (counters, final chunk, clear usage) and checks the receipt's text. The quote itself \
-            is NOT verified here (only its report-data field is read): a fake quote passes this command.
+            is NOT verified here (only its report-data field is read): `vllm-proxy verify` checks it.
             """)
 
     @Argument(help: "The proxy's base URL, e.g. http://127.0.0.1:8000")
@@ -91,25 +91,18 @@ struct E2EEChat: AsyncParsableCommand {
         let expected = ReportData.v3(
             addressBytes: addressBytes, spkiSHA256: tls, keyConfig: k,
             nvidiaPayload: report["nvidia_payload"]?.stringValue, nonce: nonce)
-        // The dev agent's fake quote is a marker followed by the report data; a TDX quote is parsed (v4 or v5), its
-        // report data being the TD report's last 64 bytes. The quote's signature is not checked here.
-        let marker = Array("DEV-ONLY-NOT-A-REAL-QUOTE".utf8)
+        // The quote is parsed (v4 or v5) for its report data, the TD report's last 64 bytes; it is not verified here
+        // (`vllm-proxy verify` does that).
         let reportData: [UInt8]
-        if quote.starts(with: marker) {
-            reportData = Array(quote.suffix(64))
-        } else {
-            do {
-                reportData = try TDXQuote(parsing: quote).body.reportData
-            } catch {
-                throw fail("the report's quote does not parse as a TDX quote (\(error.reason))")
-            }
+        do {
+            reportData = try TDXQuote(parsing: quote).body.reportData
+        } catch {
+            throw fail("the report's quote does not parse as a TDX quote (\(error.reason))")
         }
         guard reportData == expected else {
             throw fail("the quote's report data does not bind this key list and nonce")
         }
-        print(
-            "attested: kc \(client.keyConfigID), signer \(address)\(quote.starts(with: marker) ? " (DEV quote: proves nothing)" : " (quote not verified here)")"
-        )
+        print("attested: kc \(client.keyConfigID), signer \(address) (quote not verified here: see vllm-proxy verify)")
         if tls != nil {
             print("note: the TLS key binding is taken from the report, not checked against the connection")
         }
