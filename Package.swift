@@ -290,5 +290,8 @@ if let fuzzRuntime = Context.environment["VLLM_PROXY_FUZZ_RUNTIME"] {
         .executableTarget(
             name: "fuzz-tdx", dependencies: ["TDXVerifier", "FuzzSupport"], path: "Fuzz/tdx", swiftSettings: coverage,
             linkerSettings: link),
+        .executableTarget(
+            name: "fuzz-tdx-parse", dependencies: ["TDXVerifier", "FuzzSupport"], path: "Fuzz/tdx-parse",
+            swiftSettings: coverage, linkerSettings: link),
     ]
 }
