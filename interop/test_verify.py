@@ -346,3 +346,24 @@ def test_unusable_arguments_exit_2(args):
     done = subprocess.run([str(bin_dir() / "vllm-proxy"), "verify", *args], capture_output=True, text=True,
                           timeout=TIMEOUT, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stdout + done.stderr
+
+
+def test_collateral_fetched_from_a_pccs(dev):
+    """Without --collateral the command fetches it from a PCCS (here a stand-in serving the dev collateral, the
+    wire format dcap-qvl's get_collateral reads): the same verdict as with the file."""
+    import sys
+    standin = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "pccs_standin.py"), "--collateral",
+         str(dev["pki"] / "collateral.json")], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        port = int(standin.stdout.readline())
+        code, result = verify(dev, dev["https"], *expect_code(dev), "--pccs", f"http://127.0.0.1:{port}",
+                              collateral=False)
+        assert code == 0, result
+        code, result = verify(dev, dev["https"], *expect_code(dev), "--pccs", f"http://127.0.0.1:{port}/nowhere",
+                              collateral=False)
+        assert code == 1 and failed(result) == {"tdx_quote"}
+        assert "collateral_unavailable" in next(c["detail"] for c in result["checks"] if c["check"] == "tdx_quote")
+    finally:
+        standin.terminate()
+        standin.wait(timeout=10)
