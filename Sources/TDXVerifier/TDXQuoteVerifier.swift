@@ -58,12 +58,7 @@ public enum TDXQuoteVerifier {
         guard quote.qeVendorID == intelQEVendorID else { throw .unknownQEVendor }
 
         // 3–4. TCB info: dates, signer chain, signature over the exact bytes served.
-        let tcbInfo: TCBInfo
-        do {
-            tcbInfo = try JSONDecoder().decode(TCBInfo.self, from: Data(collateral.tcbInfo))
-        } catch {
-            throw .tcbInfoInvalid("not a TCB info object")
-        }
+        let tcbInfo = try TCBInfo(signed: collateral.tcbInfo)
         guard let issued = UnixTime.parse(rfc3339: tcbInfo.issueDate),
             let next = UnixTime.parse(rfc3339: tcbInfo.nextUpdate)
         else { throw .tcbInfoInvalid("dates") }
@@ -74,12 +69,7 @@ public enum TDXQuoteVerifier {
         }
 
         // 5. QE identity, likewise.
-        let qeIdentity: QEIdentity
-        do {
-            qeIdentity = try JSONDecoder().decode(QEIdentity.self, from: Data(collateral.qeIdentity))
-        } catch {
-            throw .qeIdentityInvalid("not a QE identity object")
-        }
+        let qeIdentity = try QEIdentity(signed: collateral.qeIdentity)
         guard let qeIssued = UnixTime.parse(rfc3339: qeIdentity.issueDate),
             let qeNext = UnixTime.parse(rfc3339: qeIdentity.nextUpdate)
         else { throw .qeIdentityInvalid("dates") }
@@ -121,16 +111,16 @@ public enum TDXQuoteVerifier {
         }
         guard TDXHex.decode(tcbInfo.fmspc) == pckExtension.fmspc else { throw .fmspcMismatch }
         guard TDXHex.decode(tcbInfo.pceId) == pckExtension.pceID else { throw .pceIDMismatch }
-        let levels = try sortedLevels(tcbInfo.tcbLevels)
+        let levels = sortedLevels(tcbInfo.tcbLevels)
         let body = quote.body
-        guard let matched = platformLevel(levels, pck: pckExtension, teeTCBSVN: body.teeTCBSVN) else {
+        guard let matched = try platformLevel(levels, pck: pckExtension, teeTCBSVN: body.teeTCBSVN) else {
             throw .tcbLevelNotFound
         }
-        var platform = TCBVerdict(status: matched.tcbStatus, advisoryIDs: matched.advisoryIDs ?? [])
+        var platform = TCBVerdict(status: try platformStatus(matched), advisoryIDs: matched.advisoryIDs)
         // TDX 1.5: TEE_TCB_SVN2 on a better level than TEE_TCB_SVN means a relaunch would bring the TD up to date.
         if let svn2 = body.teeTCBSVN2, ["OutOfDate", "OutOfDateConfigurationNeeded"].contains(platform.status),
-            let level2 = platformLevel(levels, pck: pckExtension, teeTCBSVN: svn2),
-            !["OutOfDate", "OutOfDateConfigurationNeeded", "Revoked"].contains(level2.tcbStatus)
+            let level2 = try platformLevel(levels, pck: pckExtension, teeTCBSVN: svn2),
+            !["OutOfDate", "OutOfDateConfigurationNeeded", "Revoked"].contains(try platformStatus(level2))
         {
             platform.status = "TDRelaunchAdvised"
         }
@@ -153,8 +143,9 @@ public enum TDXQuoteVerifier {
 
     // MARK: Certificates and CRLs
 
-    /// A collateral issuer chain's leaf, once the chain verified. The signer must be issued by the root itself
-    /// and must not be a PCK certificate: the TCB signing certificate, not any certificate under the root.
+    /// A collateral issuer chain's leaf, once the chain verified. The signer must be issued by the root itself,
+    /// be an end entity (`verifyChain`: never the root or another CA, as webpki refuses a CA as end entity) and
+    /// must not be a PCK certificate: the TCB signing certificate, not any certificate under the root.
     private static func collateralSigner(
         _ pem: String, root: TDXTrustRoot, crls: [CertificateRevocationList], now: Int64
     ) throws(TDXVerificationError) -> P256.Signing.PublicKey {
@@ -174,22 +165,29 @@ public enum TDXQuoteVerifier {
 
     /// The path from the first PEM certificate (the leaf) to the trust root, built as webpki (and so dcap-qvl)
     /// builds it: each next certificate is one of the others whose subject is the current one's issuer, until the
-    /// root issues one. Certificates the path does not use are ignored, even malformed ones (a quote's chain ends
-    /// with a copy of the root that nothing relies on).
+    /// root issues one. Every complete PEM block must decode (dcap-qvl refuses a PEM text it cannot parse, even a
+    /// block no path uses); a block whose DER is not a certificate is ignored unless the path needs it (a quote's
+    /// chain ends with a copy of the root that nothing relies on).
     static func certificates(pem: [UInt8], root: TDXTrustRoot) throws(TDXVerificationError) -> [Certificate] {
         let text = String(decoding: pem.prefix { $0 != 0 }, as: UTF8.self)
-        // Block by block, so that a damaged block the path does not need cannot spoil the others.
         let begin = "-----BEGIN CERTIFICATE-----"
-        let blocks = text.components(separatedBy: begin).dropFirst().map { begin + $0 }
-        let documents = blocks.map { try? PEMDocument(pemString: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        guard let first = documents.first ?? nil, first.discriminator == "CERTIFICATE",
-            let leaf = try? Certificate(derEncoded: first.derBytes)
-        else { throw .certificateChainInvalid("the first PEM block is not a certificate") }
-        let others = documents.dropFirst().compactMap { document -> Certificate? in
-            guard let document, document.discriminator == "CERTIFICATE", Array(document.derBytes) != root.der else {
-                return nil
-            }
-            return try? Certificate(derEncoded: document.derBytes)
+        let end = "-----END CERTIFICATE-----"
+        var ders: [[UInt8]] = []
+        var rest = text[...]
+        while let start = rest.range(of: begin) {
+            // A block with no end marker is not a PEM block (the pem crate does not match it either).
+            guard let stop = rest.range(of: end, range: start.upperBound..<rest.endIndex) else { break }
+            guard let document = try? PEMDocument(pemString: String(rest[start.lowerBound..<stop.upperBound])),
+                document.discriminator == "CERTIFICATE"
+            else { throw .certificateChainInvalid("a PEM block does not decode") }
+            ders.append(Array(document.derBytes))
+            rest = rest[stop.upperBound...]
+        }
+        guard let first = ders.first, let leaf = try? Certificate(derEncoded: first) else {
+            throw .certificateChainInvalid("the first PEM block is not a certificate")
+        }
+        let others = ders.dropFirst().compactMap { der -> Certificate? in
+            der == root.der ? nil : try? Certificate(derEncoded: der)
         }
         var path = [leaf]
         while let current = path.last, current.issuer != root.certificate.subject {
@@ -201,7 +199,8 @@ public enum TDXQuoteVerifier {
         return path
     }
 
-    /// Each certificate issued by the next (the last by the root), each within its validity, intermediates CAs,
+    /// Each certificate issued by the next (the last by the root), each within its validity, the leaf an end
+    /// entity and intermediates CAs,
     /// and each covered by an authoritative, current CRL that does not list it.
     static func verifyChain(
         _ chain: [Certificate], root: TDXTrustRoot, crls: [CertificateRevocationList], now: Int64
@@ -215,6 +214,12 @@ public enum TDXQuoteVerifier {
             try checkValidity(certificate, now: now, what: name)
             if index > 0 {
                 guard isCA(certificate) else { throw .certificateChainInvalid("\(name) is not a CA") }
+            } else {
+                // The signer (PCK leaf, TCB signing certificate) is an end entity: a CA key signs certificates
+                // and CRLs, never quotes' QE reports or collateral (webpki: CaUsedAsEndEntity).
+                guard !isCA(certificate) else {
+                    throw .certificateChainInvalid("\(name) is a CA, not an end-entity certificate")
+                }
             }
             guard let crl = crls.first(where: { $0.issuer == certificate.issuer && $0.isSigned(by: issuer) }) else {
                 throw .crlMissing(name)
@@ -272,7 +277,7 @@ public enum TDXQuoteVerifier {
         let isvsvn = Int(report[258]) | Int(report[259]) << 8
         guard mrsigner == (try hex(identity.mrsigner, 32)) else { throw .qeIdentityMismatch("MRSIGNER") }
         guard attributes[0] & 0x02 == 0 else { throw .qeIdentityMismatch("the QE is in debug mode") }
-        guard isvprodid == identity.isvprodid else { throw .qeIdentityMismatch("ISVPRODID") }
+        guard isvprodid == Int(identity.isvprodid) else { throw .qeIdentityMismatch("ISVPRODID") }
         // MISCSELECT is a little-endian u32 in the report and big-endian hex in the identity.
         let identityMisc = try hex(identity.miscselect, 4)
         let miscMask = try hex(identity.miscselectMask, 4)
@@ -288,37 +293,64 @@ public enum TDXQuoteVerifier {
                 throw .qeIdentityMismatch("ATTRIBUTES")
             }
         }
-        guard let level = identity.tcbLevels.first(where: { $0.tcb.isvsvn <= isvsvn }) else {
+        guard let level = identity.tcbLevels.first(where: { Int($0.tcb.isvsvn) <= isvsvn }) else {
             throw .qeTCBBelowMinimum
         }
-        return TCBVerdict(status: level.tcbStatus, advisoryIDs: level.advisoryIDs ?? [])
+        // The statuses dcap-qvl 0.7.0 takes from a matched QE level; the platform-only ones (SW hardening,
+        // relaunch) are refused there ("Unrecognized TCB status … in QE Identity").
+        switch level.tcbStatus {
+        case .upToDate, .configurationNeeded, .outOfDate, .outOfDateConfigurationNeeded, .revoked: break
+        default: throw .qeIdentityInvalid("TCB status \(level.tcbStatus.rawValue) in a QE identity")
+        }
+        return TCBVerdict(status: level.tcbStatus.rawValue, advisoryIDs: level.advisoryIDs)
     }
 
-    /// The levels highest first: by the SGX components, then the PCE SVN, then the TDX components (as dcap-qvl
-    /// orders them, whatever order the JSON has).
-    private static func sortedLevels(_ levels: [TCBInfo.Level]) throws(TDXVerificationError) -> [TCBInfo.Level] {
-        for level in levels {
-            guard level.tcb.sgxtcbcomponents.count == 16, (level.tcb.tdxtcbcomponents?.count ?? 16) == 16 else {
-                throw .tcbInfoInvalid("a TCB level does not have 16 components")
-            }
+    /// The levels highest first: by the SGX components, then the PCE SVN, then the TDX components, each list
+    /// compared lexicographically (a shorter prefix lower), as dcap-qvl's stable sort orders them, whatever order
+    /// the JSON has. Component counts are checked only on the levels matching reaches (`platformLevel`).
+    private static func sortedLevels(_ levels: [TCBInfo.Level]) -> [TCBInfo.Level] {
+        func precedes(_ a: TCBInfo.Level, _ b: TCBInfo.Level) -> Bool? {
+            let (sa, sb) = (a.tcb.sgxtcbcomponents.map(\.svn), b.tcb.sgxtcbcomponents.map(\.svn))
+            if sa != sb { return sb.lexicographicallyPrecedes(sa) }
+            if a.tcb.pcesvn != b.tcb.pcesvn { return a.tcb.pcesvn > b.tcb.pcesvn }
+            let (ta, tb) = (a.tcb.tdxtcbcomponents.map(\.svn), b.tcb.tdxtcbcomponents.map(\.svn))
+            if ta != tb { return tb.lexicographicallyPrecedes(ta) }
+            return nil
         }
-        func key(_ level: TCBInfo.Level) -> [Int] {
-            level.tcb.sgxtcbcomponents.map(\.svn) + [level.tcb.pcesvn] + (level.tcb.tdxtcbcomponents ?? []).map(\.svn)
-        }
-        return levels.sorted { key($1).lexicographicallyPrecedes(key($0)) }
+        // Equal keys keep their JSON order (the index breaks the tie), as Rust's stable sort_by does.
+        return levels.enumerated().sorted { x, y in precedes(x.element, y.element) ?? (x.offset < y.offset) }
+            .map(\.element)
     }
 
+    /// The first (sorted) level the platform meets, checked level by level in dcap-qvl's order: PCE SVN (skip),
+    /// the SGX component count (error), the SGX components (skip), the TDX component count (error), the TDX
+    /// components (skip). A level with a wrong count is an error only when the scan reaches it.
     private static func platformLevel(_ levels: [TCBInfo.Level], pck: PCKExtension, teeTCBSVN: [UInt8])
-        -> TCBInfo.Level?
+        throws(TDXVerificationError) -> TCBInfo.Level?
     {
-        levels.first { level in
-            guard pck.pceSVN >= level.tcb.pcesvn else { return false }
-            for index in 0..<16 {
-                if Int(pck.cpuSVN[index]) < level.tcb.sgxtcbcomponents[index].svn { return false }
-                let tdx: Int = level.tcb.tdxtcbcomponents?[index].svn ?? 0
-                if Int(teeTCBSVN[index]) < tdx { return false }
+        for level in levels {
+            guard pck.pceSVN >= Int(level.tcb.pcesvn) else { continue }
+            guard level.tcb.sgxtcbcomponents.count == 16 else {
+                throw .tcbInfoInvalid("a TCB level does not have 16 SGX components")
             }
-            return true
+            guard (0..<16).allSatisfy({ pck.cpuSVN[$0] >= level.tcb.sgxtcbcomponents[$0].svn }) else { continue }
+            guard level.tcb.tdxtcbcomponents.count == 16 else {
+                throw .tcbInfoInvalid("a TCB level does not have 16 TDX components")
+            }
+            guard (0..<16).allSatisfy({ teeTCBSVN[$0] >= level.tcb.tdxtcbcomponents[$0].svn }) else { continue }
+            return level
+        }
+        return nil
+    }
+
+    /// A matched platform level's status: the relaunch statuses are results of matching, never a TCB info's
+    /// (dcap-qvl 0.7.0: "Unrecognized TCB status … in TCB Info").
+    private static func platformStatus(_ level: TCBInfo.Level) throws(TDXVerificationError) -> String {
+        switch level.tcbStatus {
+        case .tdRelaunchAdvised, .tdRelaunchAdvisedConfigurationNeeded:
+            throw .tcbInfoInvalid("TCB status \(level.tcbStatus.rawValue) in a TCB info")
+        default:
+            return level.tcbStatus.rawValue
         }
     }
 
@@ -326,10 +358,12 @@ public enum TDXQuoteVerifier {
     private static func checkModule(_ tcbInfo: TCBInfo, body: TDReport) throws(TDXVerificationError) -> TCBVerdict? {
         guard let base = tcbInfo.tdxModule else { throw .tcbInfoInvalid("no tdxModule") }
         let version = body.teeTCBSVN[1]
+        // A module version above 0 needs its own identity, even when the list is missing or empty (dcap-qvl 0.7.0:
+        // "No TDX module identity with id TDX_03 found"); only version 0 is checked against `tdxModule` alone.
         let identity: TCBInfo.ModuleIdentity?
-        if version > 0, let identities = tcbInfo.tdxModuleIdentities, !identities.isEmpty {
+        if version > 0 {
             let id = "TDX_" + TDXHex.encode([version]).uppercased()
-            guard let found = identities.first(where: { $0.id.uppercased() == id }) else {
+            guard let found = tcbInfo.tdxModuleIdentities.first(where: { $0.id.uppercased() == id }) else {
                 throw .tdxModuleMismatch("no identity \(id)")
             }
             identity = found
@@ -348,10 +382,16 @@ public enum TDXQuoteVerifier {
             }
         }
         guard let identity else { return nil }
-        guard let level = identity.tcbLevels.first(where: { $0.tcb.isvsvn <= Int(body.teeTCBSVN[0]) }) else {
+        guard let level = identity.tcbLevels.first(where: { $0.tcb.isvsvn <= body.teeTCBSVN[0] }) else {
             throw .tdxModuleBelowMinimum
         }
-        return TCBVerdict(status: level.tcbStatus, advisoryIDs: level.advisoryIDs ?? [])
+        // A matched module level is UpToDate, OutOfDate or Revoked; dcap-qvl 0.7.0 refuses any other status there
+        // ("Unrecognized TCB status … in TDX module identity").
+        switch level.tcbStatus {
+        case .upToDate, .outOfDate, .revoked: break
+        default: throw .tcbInfoInvalid("TCB status \(level.tcbStatus.rawValue) in a TDX module identity")
+        }
+        return TCBVerdict(status: level.tcbStatus.rawValue, advisoryIDs: level.advisoryIDs)
     }
 
     /// TD attributes a production TD may have (dcap-qvl 0.7.0): SEPT_VE_DISABLE (bit 28) set; only bits 16,

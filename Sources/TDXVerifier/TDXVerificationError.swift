@@ -12,6 +12,9 @@ public enum TDXVerificationError: Error, Sendable, Equatable {
     case certificateRevoked(String)
     case crlMissing(String)
     case crlNotValidAtTime(String)
+    /// A CRL that parses but must not be used: not version 2, its two signature algorithms differ, a delta or
+    /// indirect CRL, or a critical extension not understood (RFC 5280 §5.2; dcap-qvl's webpki refuses the same).
+    case crlInvalid(String)
     case tcbInfoInvalid(String)
     case tcbInfoNotValidAtTime
     case tcbInfoSignatureInvalid
@@ -46,6 +49,7 @@ public enum TDXVerificationError: Error, Sendable, Equatable {
         case .certificateRevoked: "certificate_revoked"
         case .crlMissing: "crl_missing"
         case .crlNotValidAtTime: "crl_not_valid_at_time"
+        case .crlInvalid: "crl_invalid"
         case .tcbInfoInvalid: "tcb_info_invalid"
         case .tcbInfoNotValidAtTime: "tcb_info_not_valid_at_time"
         case .tcbInfoSignatureInvalid: "tcb_info_signature_invalid"
