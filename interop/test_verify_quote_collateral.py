@@ -76,8 +76,8 @@ DIV_TCB_SIGNER = ("SPEC 'signed by the TCB signing chain': collateral signed by 
 DIV_ROOT_DATES = ("SPEC 'every certificate … within its validity': the trust root's own dates are checked; "
                   "dcap-qvl never checks them (variants root_expired, root_not_yet_valid)")
 
-# Disagreements the SPEC does not explain: suspected bugs in the Swift verifier (reported, not fixed here: the
-# sources are being edited elsewhere). label -> (direction of the disagreement, why, case-id patterns). A case
+# Disagreements the SPEC does not explain: suspected bugs in the Swift verifier (empty since the ten found by this
+# file were fixed; add an entry when a new one is found). label -> (direction of the disagreement, why, case-id patterns). A case
 # matching a pattern xfails only when the two verdicts differ in exactly that direction; agreement passes, and any
 # other disagreement fails. Remove an entry once the verifier matches dcap-qvl.
 KNOWN_BUGS: dict[str, tuple[str, str, list[str]]] = {}
