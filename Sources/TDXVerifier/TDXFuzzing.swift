@@ -14,11 +14,12 @@ public enum TDXFuzzing {
         return (try? TDXPCKFacts.pckFacts(of: quote)) != nil
     }
 
-    /// Every parser collateral meets: the JSON object, the signed TCB info and QE identity, both CRLs.
+    /// Every parser collateral meets: the JSON object, the signed TCB info and QE identity (strict scan, then
+    /// decoding), both CRLs.
     public static func parseCollateral(_ json: [UInt8]) -> Bool {
         guard let collateral = try? TDXCollateral(json: json) else { return false }
-        let tcbInfo = try? JSONDecoder().decode(TCBInfo.self, from: Data(collateral.tcbInfo))
-        let qeIdentity = try? JSONDecoder().decode(QEIdentity.self, from: Data(collateral.qeIdentity))
+        let tcbInfo = try? TCBInfo(signed: collateral.tcbInfo)
+        let qeIdentity = try? QEIdentity(signed: collateral.qeIdentity)
         return tcbInfo != nil && qeIdentity != nil && parseCRL(collateral.rootCACRL) && parseCRL(collateral.pckCRL)
     }
 
