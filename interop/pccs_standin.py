@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A PCCS stand-in for tests (SPEC §6.2): serves one collateral object (dcap-qvl's QuoteCollateralV3 JSON shape,
-default Tests/TDX/samples/tdx_quote_collateral.json) in the PCCS v4 wire format that dcap-qvl's
+default Tests/TDX/synthetic/default/collateral.json) in the PCCS v4 wire format that dcap-qvl's
 `get_collateral` and `vllm-proxy verify-quote --pccs` read:
 
   GET /sgx/certification/v4/pckcrl?ca=processor|platform&encoding=der  DER body, SGX-PCK-CRL-Issuer-Chain
@@ -28,7 +28,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-DEFAULT = Path(__file__).resolve().parent.parent / "Tests" / "TDX" / "samples" / "tdx_quote_collateral.json"
+DEFAULT = Path(__file__).resolve().parent.parent / "Tests" / "TDX" / "synthetic" / "default" / "collateral.json"
 
 
 def wire(collateral: dict) -> dict[str, tuple[dict[str, str], bytes]]:

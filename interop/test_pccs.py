@@ -19,17 +19,21 @@ import requests
 from conftest import bin_dir
 
 HERE = Path(__file__).resolve().parent
-SAMPLES = HERE.parent / "Tests" / "TDX" / "samples"
-QUOTE = SAMPLES / "tdx_quote"
-COLLATERAL = SAMPLES / "tdx_quote_collateral.json"
-NOW = 1751328000  # 2025-07-01, inside the sample's window
+TDX = HERE.parent / "Tests" / "TDX"
+# dcap-qvl's real sample (platform CA, Intel's root) where scripts/samples put it in place — third-party data, not
+# committed — else the synthetic default variant (processor CA, its own test root).
+if (TDX / "samples" / "tdx_quote").exists():
+    QUOTE, COLLATERAL = TDX / "samples" / "tdx_quote", TDX / "samples" / "tdx_quote_collateral.json"
+    NOW, CA, ROOT = 1751328000, "platform", None  # 2025-07-01, inside the sample's window
+else:
+    QUOTE, COLLATERAL = TDX / "synthetic" / "default" / "quote.bin", TDX / "synthetic" / "default" / "collateral.json"
+    NOW, CA, ROOT = 1767225600, "processor", TDX / "synthetic" / "default" / "root.pem"
 EXPECTED_PATHS = [
-    "/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
+    f"/sgx/certification/v4/pckcrl?ca={CA}&encoding=der",
     "/tdx/certification/v4/tcb?fmspc=B0C06F000000&update=standard",
     "/tdx/certification/v4/qe/identity?update=standard",
     "/sgx/certification/v4/rootcacrl",
 ]
-
 
 @pytest.fixture()
 def standin():
@@ -54,6 +58,8 @@ def requests_seen(url: str) -> list[str]:
 
 def verify_quote(*args: str) -> tuple[int, dict, str]:
     argv = [str(bin_dir() / "vllm-proxy"), "verify-quote", "--quote", str(QUOTE), "--now", str(NOW), *args]
+    if ROOT is not None:
+        argv += ["--root-ca", str(ROOT)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={})
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {}, done.stderr
 
@@ -68,7 +74,8 @@ def test_dcap_qvl_get_collateral_from_the_standin(standin):
     fetched = json.loads(collateral.to_json())
     fetched.pop("pck_certificate_chain", None)  # dcap-qvl adds the quote's own PCK chain
     assert fetched == json.loads(COLLATERAL.read_text())
-    report = dcap_qvl.verify(quote, collateral, NOW)
+    report = (dcap_qvl.verify(quote, collateral, NOW) if ROOT is None else
+              dcap_qvl.verify_with_root_ca(quote, collateral, (ROOT.parent / "root.der").read_bytes(), NOW))
     assert report.status == "UpToDate"
     assert requests_seen(standin) == EXPECTED_PATHS
 

@@ -57,11 +57,16 @@ def test_synthetic_variant_agrees_with_dcap_qvl(variant):
 
 
 SAMPLES = json.loads((TDX / "samples" / "expected.json").read_text())["samples"]
+# The real samples are third-party data, not committed: scripts/samples copies them from local snapshots of
+# dcap-qvl's repository where those exist.
+NO_SAMPLES = "scripts/samples found no snapshot of Phala-Network/dcap-qvl"
 
 
 @pytest.mark.parametrize("sample", [s for s in SAMPLES if not s["quote"].startswith("sgx")], ids=lambda s: s["quote"])
 def test_real_sample_and_its_window_agree_with_dcap_qvl(sample):
     quote, collateral = TDX / "samples" / sample["quote"], TDX / "samples" / sample["collateral"]
+    if not quote.exists():
+        pytest.skip(NO_SAMPLES)
     times = [sample["now"], sample["valid_from"], sample["valid_until"], sample["valid_from"] - 1,
              sample["valid_until"] + 1]
     for now in times:
@@ -78,6 +83,7 @@ def test_mutated_quotes_agree_with_dcap_qvl(tmp_path):
     cases = [(TDX / "samples" / "tdx_quote", TDX / "samples" / "tdx_quote_collateral.json", 1751328000, None),
              (TDX / "synthetic" / "default" / "quote.bin", TDX / "synthetic" / "default" / "collateral.json",
               1767225600, TDX / "synthetic" / "default" / "root.der")]
+    cases = [case for case in cases if case[0].exists()]
     checked = 0
     for quote, collateral, now, root in cases:
         raw = bytearray(quote.read_bytes())
@@ -94,7 +100,7 @@ def test_mutated_quotes_agree_with_dcap_qvl(tmp_path):
             theirs = dcap_verdict.verdict(str(path), str(collateral), now, str(root) if root else None)
             assert mine.get("verified") == theirs["verified"], f"{quote.name} bit flip at {offset}: {mine} vs {theirs}"
             checked += 1
-    assert checked >= 250
+    assert checked >= 125 * len(cases)
 
 
 def test_unusable_arguments_exit_2(tmp_path):

@@ -130,9 +130,16 @@ def _samples():
         return json.load(f)["samples"]
 
 
+def _require(sample):
+    """The real samples are third-party data, not committed: scripts/samples copies them from local snapshots."""
+    if not os.path.exists(os.path.join(SAMPLES, sample["quote"])):
+        pytest.skip("scripts/samples found no snapshot of Phala-Network/dcap-qvl")
+
+
 @pytest.mark.parametrize("name", [s["quote"] for s in _samples()])
 def test_real_samples(name):
     s = next(x for x in _samples() if x["quote"] == name)
+    _require(s)
     v = dcap_verdict.verdict(os.path.join(SAMPLES, s["quote"]), os.path.join(SAMPLES, s["collateral"]), s["now"])
     exp = s["expected"]
     assert v["verified"] == exp["verified"]
@@ -147,6 +154,7 @@ def test_real_samples(name):
 def test_real_sample_window_edges(name):
     """The recorded window is exact: verified at both ends, rejected one second outside."""
     s = next(x for x in _samples() if x["quote"] == name)
+    _require(s)
     q, c = os.path.join(SAMPLES, s["quote"]), os.path.join(SAMPLES, s["collateral"])
     assert dcap_verdict.verdict(q, c, s["valid_from"])["verified"]
     assert dcap_verdict.verdict(q, c, s["valid_until"])["verified"]

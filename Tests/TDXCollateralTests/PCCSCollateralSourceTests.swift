@@ -4,21 +4,46 @@ import Testing
 
 @testable import TDXCollateral
 
-/// The PCCS collateral source against an injected transport serving `Tests/TDX/samples/tdx_quote_collateral.json`
-/// in the PCCS v4 wire format: the collateral it assembles is byte for byte the file's and verifies; the cache
-/// holds each item until its nextUpdate; every failure is `collateral_unavailable`.
+/// The PCCS collateral source against an injected transport serving a quote's collateral in the PCCS v4 wire
+/// format: the collateral it assembles is byte for byte the file's and verifies; the cache holds each item until its
+/// nextUpdate; every failure is `collateral_unavailable`. The collateral is dcap-qvl's real sample
+/// (`Tests/TDX/samples`, platform CA) where `scripts/samples` could put it in place — it is not committed, being
+/// third-party data — else the synthetic default variant (processor CA, our own test PKI).
 @Suite struct PCCSCollateralSourceTests {
-    static let samples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("TDX/samples")
-    static let now: Int64 = 1_751_328_000  // 2025-07-01, inside every item's window
+    struct Fixture {
+        let folder: URL
+        let quote: String
+        let collateral: String
+        let now: Int64
+        let ca: String
+        let intelRoot: Bool
+    }
+
+    static let tdx = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("TDX")
+    static let fixture: Fixture =
+        FileManager.default.fileExists(atPath: tdx.appendingPathComponent("samples/tdx_quote").path)
+        ? Fixture(
+            folder: tdx.appendingPathComponent("samples"), quote: "tdx_quote", collateral: "tdx_quote_collateral.json",
+            now: 1_751_328_000, ca: "platform", intelRoot: true)  // 2025-07-01, inside every item's window
+        : Fixture(
+            folder: tdx.appendingPathComponent("synthetic/default"), quote: "quote.bin", collateral: "collateral.json",
+            now: 1_767_225_600, ca: "processor", intelRoot: false)
+    static var now: Int64 { fixture.now }
 
     static func bytes(_ name: String) throws -> [UInt8] {
-        Array(try Data(contentsOf: samples.appendingPathComponent(name)))
+        Array(try Data(contentsOf: fixture.folder.appendingPathComponent(name)))
+    }
+
+    static func quoteBytes() throws -> [UInt8] { try bytes(fixture.quote) }
+    static func collateralBytes() throws -> [UInt8] { try bytes(fixture.collateral) }
+
+    static func root() throws -> TDXTrustRoot {
+        fixture.intelRoot ? try IntelSGXRootCA.trustRoot() : try TDXTrustRoot(der: try bytes("root.der"))
     }
 
     static func sample() throws -> [String: String] {
-        try #require(
-            try JSONSerialization.jsonObject(with: Data(bytes("tdx_quote_collateral.json"))) as? [String: String])
+        try #require(try JSONSerialization.jsonObject(with: Data(collateralBytes())) as? [String: String])
     }
 
     static func urlEncoded(_ text: String) -> String {
@@ -51,7 +76,7 @@ import Testing
                     : "{\"\(key)\":\(inner),\"signature\":\"\(signature)\"}"
                 return Array(text.utf8)
             }
-            if path.hasPrefix("/sgx/certification/v4/pckcrl?ca=platform&encoding=der") {
+            if path.hasPrefix("/sgx/certification/v4/pckcrl?ca=\(PCCSCollateralSourceTests.fixture.ca)&encoding=der") {
                 return PCCSResponse(
                     status: 200, headers: ["SGX-PCK-CRL-Issuer-Chain": urlEncoded(c["pck_crl_issuer_chain"]!)],
                     body: TDXHex.decode(c["pck_crl"]!)!)
@@ -87,12 +112,12 @@ import Testing
     }
 
     @Test(arguments: [false, true])
-    func assemblesTheSampleCollateralExactly(pretty: Bool) async throws {
+    func assemblesTheCollateralExactly(pretty: Bool) async throws {
         let fake = FakePCCS(collateral: try Self.sample(), pretty: pretty)
-        let quoteBytes = try Self.bytes("tdx_quote")
+        let quoteBytes = try Self.quoteBytes()
         let quote = try TDXQuote(parsing: quoteBytes)
         let fetched = try await Self.source(fake, clock: Clock(Self.now)).collateral(for: quote)
-        let file = try TDXCollateral(json: try Self.bytes("tdx_quote_collateral.json"))
+        let file = try TDXCollateral(json: try Self.collateralBytes())
         #expect(fetched.pckCRLIssuerChain == file.pckCRLIssuerChain)
         #expect(fetched.rootCACRL == file.rootCACRL)
         #expect(fetched.pckCRL == file.pckCRL)
@@ -103,12 +128,12 @@ import Testing
         #expect(fetched.qeIdentity == file.qeIdentity)
         #expect(fetched.qeIdentitySignature == file.qeIdentitySignature)
         let report = try TDXQuoteVerifier.verify(
-            quote: quoteBytes, collateral: fetched, now: Self.now, root: try IntelSGXRootCA.trustRoot())
+            quote: quoteBytes, collateral: fetched, now: Self.now, root: try Self.root())
         #expect(report.fmspc == TDXHex.decode("b0c06f000000"))
         let requests = await fake.requests
         #expect(
             requests == [
-                "http://127.0.0.1:9/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
+                "http://127.0.0.1:9/sgx/certification/v4/pckcrl?ca=\(Self.fixture.ca)&encoding=der",
                 "http://127.0.0.1:9/tdx/certification/v4/tcb?fmspc=B0C06F000000&update=standard",
                 "http://127.0.0.1:9/tdx/certification/v4/qe/identity?update=standard",
                 "http://127.0.0.1:9/sgx/certification/v4/rootcacrl",
@@ -119,7 +144,7 @@ import Testing
         let fake = FakePCCS(collateral: try Self.sample())
         let clock = Clock(Self.now)
         let source = Self.source(fake, clock: clock)
-        let quote = try TDXQuote(parsing: try Self.bytes("tdx_quote"))
+        let quote = try TDXQuote(parsing: try Self.quoteBytes())
         _ = try await source.collateral(for: quote)
         #expect(await fake.requests.count == 4)
         _ = try await source.collateral(for: quote)
@@ -130,7 +155,7 @@ import Testing
         #expect(await fake.requests.count == 4)
         await fake.setFailing(false)
         // At the earliest nextUpdate exactly, the items that expire then are fetched again, and only those.
-        let file = try TDXCollateral(json: try Self.bytes("tdx_quote_collateral.json"))
+        let file = try TDXCollateral(json: try Self.collateralBytes())
         let nexts = [
             TDXCollateralDates.crlNextUpdate(der: file.pckCRL), TDXCollateralDates.nextUpdate(ofJSON: file.tcbInfo),
             TDXCollateralDates.nextUpdate(ofJSON: file.qeIdentity),
@@ -154,7 +179,7 @@ import Testing
     @Test func aFetchFailureIsCollateralUnavailable() async throws {
         let fake = FakePCCS(collateral: try Self.sample())
         await fake.setFailing(true)
-        let quote = try TDXQuote(parsing: try Self.bytes("tdx_quote"))
+        let quote = try TDXQuote(parsing: try Self.quoteBytes())
         await #expect(throws: TDXCollateralError.self) {
             _ = try await Self.source(fake, clock: Clock(Self.now)).collateral(for: quote)
         }
@@ -184,7 +209,7 @@ import Testing
         #expect(!PCCSCollateralSource.isAllowed(baseURL: "http://127.0.0.1.evil.example"))
         #expect(!PCCSCollateralSource.isAllowed(baseURL: "ftp://127.0.0.1"))
         let fake = FakePCCS(collateral: try Self.sample())
-        let quote = try TDXQuote(parsing: try Self.bytes("tdx_quote"))
+        let quote = try TDXQuote(parsing: try Self.quoteBytes())
         do {
             _ = try await Self.source(fake, clock: Clock(Self.now), base: "http://10.0.0.1").collateral(for: quote)
             Issue.record("no error")

@@ -15,6 +15,10 @@ import X509
     static let sampleNonceHex = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
     static let sampleNonce = TDXHex.decode(sampleNonceHex)!
     static let otherNonceHex = String(repeating: "42", count: 32)
+    /// NVIDIA's sample is not committed (third-party data): `scripts/samples` puts it in place where a snapshot of
+    /// nvtrust exists; elsewhere the tests on it skip and the synthetic evidence still covers every check.
+    static let sampleIsPresent = FileManager.default.fileExists(
+        atPath: folder.appendingPathComponent("hopperAttestationReport.txt").path)
 
     static func text(_ name: String) throws -> String {
         String(decoding: try Data(contentsOf: folder.appendingPathComponent(name)), as: UTF8.self)
@@ -61,16 +65,19 @@ import X509
         #expect(pinned.name == "nvidia")
         #expect("\(pinned.certificate.subject)".contains("NVIDIA Device Identity CA"))
         // The PEM nvtrust bundles is the same certificate; loaded as an override it is named by its hash.
-        let override = try NvidiaTrustRoot(pem: try Self.text("verifier_device_root.pem"))
-        #expect(override.der == NvidiaDeviceRootCA.der)
-        #expect(override.name == "override:" + NvidiaDeviceRootCA.sha256)
+        if Self.sampleIsPresent {
+            let override = try NvidiaTrustRoot(pem: try Self.text("verifier_device_root.pem"))
+            #expect(override.der == NvidiaDeviceRootCA.der)
+            #expect(override.name == "override:" + NvidiaDeviceRootCA.sha256)
+        }
         #expect(throws: GPUEvidenceError.self) { try NvidiaTrustRoot(pem: "not a certificate") }
         #expect(throws: GPUEvidenceError.self) { try NvidiaTrustRoot(der: [0x30, 0x00]) }
     }
 
     // MARK: NVIDIA's sample
 
-    @Test func sampleVerifiesWithThePinnedRoot() throws {
+    @Test(.enabled(if: sampleIsPresent, "scripts/samples found no snapshot of NVIDIA/nvtrust"))
+    func sampleVerifiesWithThePinnedRoot() throws {
         let verdict = try NvidiaEvidenceVerifier.verify(
             payload: try Self.samplePayload(), expectedNonce: Self.sampleNonce, now: Self.now,
             root: try NvidiaDeviceRootCA.trustRoot())
@@ -90,7 +97,8 @@ import X509
         #expect(!gpu.measurementsChecked)
     }
 
-    @Test func sampleVerifiesWithoutTheRootAndWithTheOverride() throws {
+    @Test(.enabled(if: sampleIsPresent, "scripts/samples found no snapshot of NVIDIA/nvtrust"))
+    func sampleVerifiesWithoutTheRootAndWithTheOverride() throws {
         // A chain that stops below the root: its last certificate is signed by the root.
         let blocks = Array(try Self.sampleBlocks().dropLast())
         #expect(try Self.reason(try Self.samplePayload(blocks: blocks)) == nil)
@@ -100,7 +108,8 @@ import X509
         #expect(verdict.rootCA == "override:" + NvidiaDeviceRootCA.sha256)
     }
 
-    @Test func sampleFailures() throws {
+    @Test(.enabled(if: sampleIsPresent, "scripts/samples found no snapshot of NVIDIA/nvtrust"))
+    func sampleFailures() throws {
         let report = try Self.sampleReport()
         let blocks = try Self.sampleBlocks()
         // The payload's nonce is not the one asked for.
@@ -245,7 +254,8 @@ import X509
 
     // MARK: Payload shape and bounds
 
-    @Test func malformedPayloads() throws {
+    @Test(.enabled(if: sampleIsPresent, "scripts/samples found no snapshot of NVIDIA/nvtrust"))
+    func malformedPayloads() throws {
         let chain = try Self.sampleBlocks().joined()
         let report = try Self.sampleReport()
         let evidence = Data(report).base64EncodedString()

@@ -56,7 +56,12 @@ import Testing
         }
     }
 
-    @Test func realSamplesAgreeWithDcapQvl() throws {
+    /// dcap-qvl's samples are not committed (third-party data): `scripts/samples` copies them from a local snapshot.
+    static let samplesArePresent = FileManager.default.fileExists(
+        atPath: folder.appendingPathComponent("samples/tdx_quote").path)
+
+    @Test(.enabled(if: samplesArePresent, "scripts/samples found no snapshot of Phala-Network/dcap-qvl"))
+    func realSamplesAgreeWithDcapQvl() throws {
         let root = try TDXTrustRoot(der: IntelSGXRootCA.der, pinned: true)
         let samples = try #require(try Self.json("samples/expected.json")["samples"] as? [[String: Any]])
         for sample in samples {
