@@ -362,7 +362,8 @@ public final class StubUpstream: Sendable {
                         "id": .string(id), "object": chat ? "chat.completion.chunk" : "text_completion",
                         "created": .integer(created), "model": .string(model), "choices": [],
                         "usage": [
-                            "prompt_tokens": 5, "completion_tokens": .integer(words), "total_tokens": .integer(words + 5),
+                            "prompt_tokens": 5, "completion_tokens": .integer(words),
+                            "total_tokens": .integer(words + 5),
                             "prompt_tokens_details": ["cached_tokens": 0],
                         ],
                     ]))
