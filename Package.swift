@@ -139,7 +139,7 @@ let package = Package(
             name: "VLLMProxy",
             dependencies: [
                 "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis", "GuardedHTTP",
-                "UpstreamHTTP",
+                "UpstreamHTTP", "TDXVerifier", "TDXCollateral",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -246,7 +246,7 @@ let package = Package(
         .testTarget(
             name: "ProxyTests",
             dependencies: [
-                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE", "E2EE",
+                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE", "E2EE", "TDXVerifier",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -56,6 +56,9 @@ struct Serve: AsyncParsableCommand {
                 "DSTACK_SIMULATOR_ENDPOINT is set (\(endpoint)): attestation comes from a simulator, NOT a TEE. Never use this in production."
             )
         }
+        for warning in config.verification.warnings {
+            logger.warning("\(warning)")
+        }
         if config.gpuNoHardwareMode {
             logger.warning("GPU_NO_HW_MODE is on: attestation carries no GPU evidence. Development only.")
         }

@@ -43,6 +43,8 @@ public struct ProxyConfig: Sendable {
     /// Longest an attestation request waits for GPU evidence, queueing included.
     public var attestationTimeout: Duration
     public var logLevel: Logger.Level
+    /// Collateral source, accepted TCB statuses and trust roots for verifying other TEEs (SPEC §6.2).
+    public var verification: VerificationSettings
 
     /// The raw Chutes variables; judged once into a `ChutesMode`, never fatal (SPEC §7).
     public struct ChutesSettings: Sendable {
@@ -139,6 +141,10 @@ public struct ProxyConfig: Sendable {
         .seconds(
             "ATTESTATION_TIMEOUT_SECONDS", 30, 1...600, "longest wait for GPU evidence, queueing included, else 503"),
         .text("LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
+        .text("PCCS_URL", "https://pccs.phala.network", "where TDX collateral is fetched; http:// only on loopback"),
+        .text("TDX_ACCEPTED_TCB_STATUSES", "UpToDate,SWHardeningNeeded", "TCB statuses a verified quote may have"),
+        .text("TDX_ROOT_CA_FILE", "(unset: Intel's pinned root)", "replaces the Intel SGX root (tests; warned)"),
+        .text("NVIDIA_ROOT_CA_FILE", "(unset: NVIDIA's pinned root)", "replaces the NVIDIA device root (warned)"),
     ]
 
     /// Reads and validates the configuration; the error names the offending variable and never a secret.
@@ -208,6 +214,7 @@ public struct ProxyConfig: Sendable {
             throw .malformed("LOG_LEVEL", "must be one of trace, debug, info, notice, warning, error, critical")
         }
         self.logLevel = logLevel
+        self.verification = try VerificationSettings.read(string)
     }
 
     /// The declared bounds of a numeric variable; reading an undeclared one is a programming error.
@@ -363,7 +370,9 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
                 "metricsMaxAge": metricsMaxAge, "chutes": chutes, "upstreamTimeout": upstreamTimeout,
                 "maxBodyBytes": maxBodyBytes, "connectionLimits": connectionLimits,
                 "attestationMaxWaiting": attestationMaxWaiting, "attestationTimeout": attestationTimeout,
-                "logLevel": logLevel,
+                "logLevel": logLevel, "pccsURL": verification.pccsURL,
+                "acceptedTCBStatuses": verification.acceptedTCBStatuses.sorted(),
+                "tdxRoot": verification.tdxRoot.name, "nvidiaRoot": verification.nvidiaRoot.name,
             ], displayStyle: .struct)
     }
     public var description: String { describeRedacted("ProxyConfig", customMirror) }
