@@ -110,6 +110,8 @@ class ChutesE2EEStub:
         "garbage_stream": "a stream whose e2e chunk does not decrypt",
         "truncated_stream": "a stream that ends after e2e_init and one chunk, without [DONE]",
         "e2e_error": "a stream carrying an e2e_error event",
+        "inject_usage": "a stream into which the relay injects a clear usage-keyed event with its own id and text",
+        "repeat_chunk": "a stream in which the relay sends one sealed chunk twice",
         "status_429": "429 with a JSON error body",
         "status_502": "502 with a JSON error body",
     }
@@ -364,7 +366,13 @@ def _handler(stub: ChutesE2EEStub):
                 for index, word in enumerate(words):
                     if fault == "truncated_stream" and index == 1:
                         break
-                    event({"e2e": seal_chunk(chunk({"content": word if index == 0 else " " + word}), key)})
+                    sealed = seal_chunk(chunk({"content": word if index == 0 else " " + word}), key)
+                    event({"e2e": sealed})
+                    if fault == "repeat_chunk" and index == 0:
+                        event({"e2e": sealed})
+                    if fault == "inject_usage" and index == 0:
+                        event({"usage": {"prompt_tokens": 1}, "id": "chatcmpl-RELAYCHOSEN", "object":
+                               "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "RELAYINJECTED"}}]})
                 if fault != "truncated_stream":
                     event({"e2e": seal_chunk(chunk({}, "stop"), key)})
                     event({"usage": {"prompt_tokens": 3, "completion_tokens": len(words), "total_tokens": 3 + len(words)}})

@@ -243,6 +243,35 @@ def test_e2e_error_event_becomes_an_error_event(fresh, proxy_e2ee):
     assert errors, raw
 
 
+def test_e2e_error_text_from_the_relay_never_reaches_the_client(fresh, proxy_e2ee):
+    fresh.faults.append("e2e_error")
+    r, raw = proxy_e2ee.post_stream(CHAT, chat_body("failing", stream=True, model=MODEL))
+    assert b"instance failed" not in raw and b"internal_error" not in raw, raw
+
+
+def test_a_relay_injected_usage_event_is_rebuilt_from_its_counts(fresh, proxy_e2ee):
+    """Measured before the fix: a clear event with a `usage` key passed verbatim, so a relay's id and text reached
+    the client and the receipt. Now only the token counts pass (SPEC §7.2)."""
+    fresh.faults.append("inject_usage")
+    body = chat_body("inject", stream=True, model=MODEL)
+    r, raw = proxy_e2ee.post_stream(CHAT, body)
+    assert r.status_code == 200, raw[:500]
+    assert b"RELAYINJECTED" not in raw and b"RELAYCHOSEN" not in raw, raw
+    chunks = [json.loads(e) for e in sse_events(raw) if e != b"[DONE]"]
+    assert {"usage": {"prompt_tokens": 1}} in chunks
+    record = receipt(proxy_e2ee, chunks[0]["id"])
+    assert record["text"] == f"{sha256_hex(body)}:{sha256_hex(raw)}"
+    assert proxy_e2ee.signature("chatcmpl-RELAYCHOSEN").status_code == 404
+
+
+def test_a_repeated_sealed_chunk_ends_the_stream(fresh, proxy_e2ee):
+    fresh.faults.append("repeat_chunk")
+    r, raw = proxy_e2ee.post_stream(CHAT, chat_body("twice", stream=True, model=MODEL))
+    events = sse_events(raw)
+    assert events[-1] != b"[DONE]", raw
+    assert any(e.startswith(b'{"error"') for e in events), raw
+
+
 @pytest.mark.parametrize("fault,status", [("status_429", 429), ("status_502", 502)])
 def test_relay_errors_pass_through_with_their_status(fresh, proxy_e2ee, fault, status):
     fresh.faults.append(fault)

@@ -186,14 +186,38 @@ func json(_ bytes: [UInt8]) throws -> JSONValue { try JSONValue(parsing: bytes) 
         #expect(try decoder.decode(initEvent) == .nothing)
         #expect(
             try decoder.decode(Array(#"{"usage": {"total_tokens": 3}}"#.utf8))
-                == .event(Array("data: {\"usage\": {\"total_tokens\": 3}}\n\n".utf8)))
+                == .event(Array("data: {\"usage\":{\"total_tokens\":3}}\n\n".utf8)))
         #expect(try decoder.decode(Array(" [DONE] ".utf8)) == .event(Array("data: [DONE]\n\n".utf8)))
         #expect(
             try decoder.decode(Array(#"{"e2e_error": {"message": "boom"}}"#.utf8))
-                == .error(Array("data: {\"error\":{\"message\":\"boom\"}}\n\n".utf8)))
+                == .error(ChutesE2EEStreamDecoder.errorEvent + Array("\n\n".utf8)))
         #expect(try decoder.decode(Array(#"{"something": 1}"#.utf8)) == .nothing)
         #expect(try decoder.decode(Array("not json".utf8)) == .nothing)
         #expect(try decoder.decode(chunk("data: [DONE]")) == .event(Array("data: [DONE]\n\n".utf8)))
+    }
+
+    /// SPEC §7.2: what a relay sends in clear never reaches the client — an id, choices or text put beside `usage`
+    /// (measured: such an event was relayed and signed), non-numeric or oversized counts, an error's text — and a
+    /// sealed chunk replayed ends the stream.
+    @Test func relayMadeEventsAreRebuiltOrRefused() throws {
+        var decoder = ChutesE2EEStreamDecoder(responseKey: responseKey)
+        _ = try decoder.decode(initEvent)
+        let forged =
+            #"{"usage": {"prompt_tokens": 1, "total_tokens": "9", "completion_tokens": 1e3, "INJECTED": 7}, "#
+            + #""id": "chatcmpl-CHOSEN", "choices": [{"delta": {"content": "INJECTED"}}]}"#
+        #expect(
+            try decoder.decode(Array(forged.utf8)) == .event(Array("data: {\"usage\":{\"prompt_tokens\":1}}\n\n".utf8)))
+        #expect(
+            try decoder.decode(Array(#"{"usage": "INJECTED"}"#.utf8)) == .event(Array("data: {\"usage\":{}}\n\n".utf8)))
+        #expect(
+            try decoder.decode(Array(#"{"usage": {"total_tokens": 12345678901234567890}}"#.utf8))
+                == .event(Array("data: {\"usage\":{}}\n\n".utf8)))
+        let error = try decoder.decode(Array(#"{"e2e_error": {"message": "INJECTED"}}"#.utf8))
+        guard case .error(let bytes) = error else { Issue.record("not an error: \(error)"); return }
+        #expect(!String(decoding: bytes, as: UTF8.self).contains("INJECTED"))
+        let sealed = try chunk("data: {}")
+        #expect(try decoder.decode(sealed) == .event(Array("data: {}\n\n".utf8)))
+        #expect(throws: ChutesE2EEError.self) { try decoder.decode(sealed) }
     }
 
     @Test func chunksBeforeInitOrThatDoNotOpenEndTheStream() throws {
