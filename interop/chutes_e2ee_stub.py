@@ -112,6 +112,7 @@ class ChutesE2EEStub:
         "e2e_error": "a stream carrying an e2e_error event",
         "inject_usage": "a stream into which the relay injects a clear usage-keyed event with its own id and text",
         "repeat_chunk": "a stream in which the relay sends one sealed chunk twice",
+        "early_done": "a stream in which the relay sends a clear [DONE] after the first word, then the rest",
         "status_429": "429 with a JSON error body",
         "status_502": "502 with a JSON error body",
     }
@@ -370,6 +371,8 @@ def _handler(stub: ChutesE2EEStub):
                     event({"e2e": sealed})
                     if fault == "repeat_chunk" and index == 0:
                         event({"e2e": sealed})
+                    if fault == "early_done" and index == 0:
+                        event("[DONE]")
                     if fault == "inject_usage" and index == 0:
                         event({"usage": {"prompt_tokens": 1}, "id": "chatcmpl-RELAYCHOSEN", "object":
                                "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "RELAYINJECTED"}}]})

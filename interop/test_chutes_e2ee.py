@@ -272,6 +272,20 @@ def test_a_repeated_sealed_chunk_ends_the_stream(fresh, proxy_e2ee):
     assert any(e.startswith(b'{"error"') for e in events), raw
 
 
+@pytest.mark.parametrize("fault", ["truncated_stream", "early_done"])
+def test_a_stream_cut_before_its_end_gets_an_error_and_no_receipt(fresh, proxy_e2ee, fault):
+    """SPEC §7.2: the client's [DONE] is the proxy's, written only after the relay's stream ended normally after
+    [DONE]; a stream that stops short of it, or goes on after a clear [DONE], ends with the proxy's error event."""
+    fresh.faults.append(fault)
+    r, raw = proxy_e2ee.post_stream(CHAT, chat_body("cut short please", stream=True, model=MODEL))
+    events = sse_events(raw)
+    assert b"[DONE]" not in events, raw
+    assert events and events[-1].startswith(b'{"error"'), raw
+    ids = {json.loads(e).get("id") for e in events[:-1]}
+    for chat_id in ids - {None}:
+        assert proxy_e2ee.signature(chat_id).status_code == 404
+
+
 @pytest.mark.parametrize("fault,status", [("status_429", 429), ("status_502", 502)])
 def test_relay_errors_pass_through_with_their_status(fresh, proxy_e2ee, fault, status):
     fresh.faults.append(fault)

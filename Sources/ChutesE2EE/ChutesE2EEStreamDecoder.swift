@@ -3,7 +3,7 @@ import JSON
 
 /// Turns the events of an E2EE stream from `/e2e/invoke` back into the plain SSE events the instance
 /// produced, as `chutes-e2ee` 0.1.0's transport does: `e2e_init` sets the stream key; each `e2e` event is
-/// one whole `data: …` line; `[DONE]` may come in clear or encrypted.
+/// one whole `data: …` line; `[DONE]` may come in clear or encrypted (either is reported as `.done`).
 ///
 /// Stricter than the library where it matters for a proxy that signs what it relays (SPEC §7.2: nothing the relay
 /// sends in clear reaches the client or a receipt): an `e2e` chunk that does not open, comes before `e2e_init`, or
@@ -33,8 +33,11 @@ public struct ChutesE2EEStreamDecoder: Sendable {
     public enum Output: Sendable, Equatable {
         /// A plain SSE event, framed (`data: …\n\n`).
         case event([UInt8])
-        /// The instance reported an error mid-stream: `data: {"error": x}\n\n` (x as Chutes sent it).
+        /// The instance reported an error mid-stream: the proxy's own error event (the relay's text is dropped).
         case error([UInt8])
+        /// `[DONE]`, clear or sealed. The caller writes the client's `data: [DONE]` itself, and only once the
+        /// upstream stream has ended normally after it (SPEC §7.2).
+        case done
         /// Nothing for the client (the key exchange, comments, unknown events).
         case nothing
     }
@@ -43,7 +46,7 @@ public struct ChutesE2EEStreamDecoder: Sendable {
     public mutating func decode(_ data: some Collection<UInt8>) throws(ChutesE2EEError) -> Output {
         let trimmed = Self.trim(Array(data))
         if trimmed.isEmpty { return .nothing }
-        if trimmed.elementsEqual("[DONE]".utf8) { return .event(Self.frame(Array("data: [DONE]".utf8))) }
+        if trimmed.elementsEqual("[DONE]".utf8) { return .done }
         // Like the library, an event that is not a JSON object carries nothing of the protocol: skip it.
         guard let object = (try? JSONValue(parsing: trimmed))?.objectValue else { return .nothing }
         if let initEvent = object["e2e_init"] {
@@ -62,6 +65,7 @@ public struct ChutesE2EEStreamDecoder: Sendable {
             guard line.starts(with: "data:".utf8), !line.contains(UInt8(ascii: "\n")),
                 !line.contains(UInt8(ascii: "\r"))
             else { throw .malformed("decrypted chunk is not one SSE data line") }
+            if Self.trim(Array(line.dropFirst(5))).elementsEqual("[DONE]".utf8) { return .done }
             return .event(Self.frame(line))
         }
         if let usage = object["usage"] {

@@ -98,7 +98,10 @@ func json(_ bytes: [UInt8]) throws -> JSONValue { try JSONValue(parsing: bytes) 
             let line = Array(chunk["line"]!.stringValue!.utf8)
             #expect(try streamKey.open(chunk["e2e"]!.stringValue!) == line)
             let event = JSONValue.object(["e2e": chunk["e2e"]!]).serialized()
-            #expect(try decoder.decode(event) == .event(line + Array("\n\n".utf8)))
+            // A sealed `data: [DONE]` ends the answer: the caller writes the client's own [DONE] (SPEC §7.2).
+            let expected: ChutesE2EEStreamDecoder.Output =
+                line.elementsEqual("data: [DONE]".utf8) ? .done : .event(line + Array("\n\n".utf8))
+            #expect(try decoder.decode(event) == expected)
         }
     }
 
@@ -187,13 +190,13 @@ func json(_ bytes: [UInt8]) throws -> JSONValue { try JSONValue(parsing: bytes) 
         #expect(
             try decoder.decode(Array(#"{"usage": {"total_tokens": 3}}"#.utf8))
                 == .event(Array("data: {\"usage\":{\"total_tokens\":3}}\n\n".utf8)))
-        #expect(try decoder.decode(Array(" [DONE] ".utf8)) == .event(Array("data: [DONE]\n\n".utf8)))
+        #expect(try decoder.decode(Array(" [DONE] ".utf8)) == .done)
         #expect(
             try decoder.decode(Array(#"{"e2e_error": {"message": "boom"}}"#.utf8))
                 == .error(ChutesE2EEStreamDecoder.errorEvent + Array("\n\n".utf8)))
         #expect(try decoder.decode(Array(#"{"something": 1}"#.utf8)) == .nothing)
         #expect(try decoder.decode(Array("not json".utf8)) == .nothing)
-        #expect(try decoder.decode(chunk("data: [DONE]")) == .event(Array("data: [DONE]\n\n".utf8)))
+        #expect(try decoder.decode(chunk("data: [DONE]")) == .done)
     }
 
     /// SPEC §7.2: what a relay sends in clear never reaches the client — an id, choices or text put beside `usage`

@@ -26,7 +26,8 @@ extension ProxyMetrics {
     /// Counts what the nonce pool and the retry logic report.
     var chutesE2EE: any ChutesE2EEObserver { ChutesE2EEMetricsObserver(metrics: self) }
 
-    /// `kind`: one of a fixed few (`transport`, `timeout`, `discovery`, `no_instance`, `decrypt`).
+    /// `kind`: one of a fixed few (`transport`, `timeout`, `discovery`, `no_instance`, `decrypt`, `truncated`: a stream
+    /// ending before `[DONE]`, `after_done`: events after it).
     func chutesE2EEError(_ kind: String) {
         registry.makeCounter(descriptor: Self.e2eeErrors, labels: [("kind", kind)]).increment()
     }

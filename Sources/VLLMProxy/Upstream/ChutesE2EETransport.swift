@@ -246,8 +246,12 @@ struct DecryptedEventStream: AsyncSequence, Sendable {
         var decoder: ChutesE2EEStreamDecoder
         var splitter = SSEEventSplitter()
         let metrics: ProxyMetrics
+        /// `[DONE]` arrived (clear or sealed): nothing but the stream's normal end may follow.
+        var sawDone = false
+        var finished = false
 
         mutating func next() async throws -> ByteBuffer? {
+            if finished { return nil }
             while let chunk = try await upstream.next() {
                 var out = ByteBuffer()
                 let events: [ByteBuffer]
@@ -258,19 +262,35 @@ struct DecryptedEventStream: AsyncSequence, Sendable {
                 }
                 for event in events {
                     guard let data = sseData(of: event) else { continue }
+                    let output: ChutesE2EEStreamDecoder.Output
                     do throws(ChutesE2EEError) {
-                        switch try decoder.decode(data) {
-                        case .event(let bytes), .error(let bytes): out.writeBytes(bytes)
-                        case .nothing: break
-                        }
+                        output = try decoder.decode(data)
                     } catch {
                         metrics.chutesE2EEError("decrypt")
                         throw ProxyError.upstreamUnavailable("chutes", "its E2EE stream could not be opened")
                     }
+                    switch output {
+                    case .nothing: break
+                    case .done: sawDone = true
+                    case .event(let bytes), .error(let bytes):
+                        // After [DONE] the instance sends nothing more: anything else is the relay's.
+                        guard !sawDone else {
+                            metrics.chutesE2EEError("after_done")
+                            throw ProxyError.upstreamUnavailable("chutes", "its E2EE stream went on after [DONE]")
+                        }
+                        out.writeBytes(bytes)
+                    }
                 }
                 if out.readableBytes > 0 { return out }
             }
-            return nil
+            // The upstream ended normally. The client's [DONE] is the proxy's, written only now, and only when the
+            // stream announced its end: one that stops short of it was cut, and gets no receipt (SPEC §7.2).
+            finished = true
+            guard sawDone else {
+                metrics.chutesE2EEError("truncated")
+                throw ProxyError.upstreamUnavailable("chutes", "its E2EE stream ended before [DONE]")
+            }
+            return ByteBuffer(string: "data: [DONE]\n\n")
         }
     }
 
