@@ -26,35 +26,23 @@ extension KeyedDecodingContainer {
 /// which fields are required follow dcap-qvl's (serde) decoding: an SVN is a u8, a PCE SVN a u16, `tcbDate`,
 /// `tcbType` and `tcbEvaluationDataNumber` are required.
 struct TCBInfo: Decodable {
-    struct Level: Decodable {
-        struct Components: Decodable {
-            struct Component: Decodable { let svn: UInt8 }
-            let sgxtcbcomponents: [Component]
-            let pcesvn: UInt16
-            let tdxtcbcomponents: [Component]
+    /// A platform TCB level: its components, date, status and advisories.
+    typealias Level = TCBLevel<Components>
+    struct Components: Decodable {
+        struct Component: Decodable { let svn: UInt8 }
+        let sgxtcbcomponents: [Component]
+        let pcesvn: UInt16
+        let tdxtcbcomponents: [Component]
 
-            enum CodingKeys: String, CodingKey { case sgxtcbcomponents, pcesvn, tdxtcbcomponents }
-            init(from decoder: any Decoder) throws {
-                let container = try decoder.container(keyedBy: CodingKeys.self)
-                sgxtcbcomponents = try container.decode([Component].self, forKey: .sgxtcbcomponents)
-                pcesvn = try container.decode(UInt16.self, forKey: .pcesvn)
-                tdxtcbcomponents = try container.list(.tdxtcbcomponents)
-            }
-        }
-        let tcb: Components
-        let tcbDate: String
-        let tcbStatus: TCBStatus
-        let advisoryIDs: [String]
-
-        enum CodingKeys: String, CodingKey { case tcb, tcbDate, tcbStatus, advisoryIDs }
+        enum CodingKeys: String, CodingKey { case sgxtcbcomponents, pcesvn, tdxtcbcomponents }
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            tcb = try container.decode(Components.self, forKey: .tcb)
-            tcbDate = try container.decode(String.self, forKey: .tcbDate)
-            tcbStatus = try container.decode(TCBStatus.self, forKey: .tcbStatus)
-            advisoryIDs = try container.list(.advisoryIDs)
+            sgxtcbcomponents = try container.decode([Component].self, forKey: .sgxtcbcomponents)
+            pcesvn = try container.decode(UInt16.self, forKey: .pcesvn)
+            tdxtcbcomponents = try container.list(.tdxtcbcomponents)
         }
     }
+
     struct Module: Decodable {
         let mrsigner: String
         let attributes: String
@@ -144,9 +132,8 @@ struct QEIdentity: Decodable {
     }
 }
 
-/// A TCB level keyed by one ISV SVN: the QE identity's (a u16) and a TDX module identity's (a u8) levels.
-struct ISVSVNLevel<SVN: Decodable & FixedWidthInteger & Sendable>: Decodable {
-    struct TCB: Decodable { let isvsvn: SVN }
+/// One TCB level of a signed TCB info or QE identity: what it requires (`TCB`), its date, status and advisories.
+struct TCBLevel<TCB: Decodable>: Decodable {
     let tcb: TCB
     let tcbDate: String
     let tcbStatus: TCBStatus
@@ -161,6 +148,12 @@ struct ISVSVNLevel<SVN: Decodable & FixedWidthInteger & Sendable>: Decodable {
         advisoryIDs = try container.list(.advisoryIDs)
     }
 }
+
+/// What a level keyed by one ISV SVN requires: the QE identity's (a u16) and a TDX module identity's (a u8).
+struct ISVSVN<SVN: Decodable & FixedWidthInteger & Sendable>: Decodable { let isvsvn: SVN }
+
+/// A TCB level keyed by one ISV SVN.
+typealias ISVSVNLevel<SVN: Decodable & FixedWidthInteger & Sendable> = TCBLevel<ISVSVN<SVN>>
 
 extension SignedJSON {
     static func describe(_ problem: Problem) -> String {
