@@ -61,8 +61,7 @@ actor LeafCertificateKeyDigest {
                 throw AttestationError.tlsCertificateUnreadable
             }
             let certificate = try Certificate(derEncoded: leaf.derBytes)
-            let spki = try Self.subjectPublicKeyInfoDER(certificate.publicKey)
-            return Array(SHA256.hash(data: spki))
+            return try SubjectPublicKeyInfoDigest.sha256(certificate.publicKey)
         } catch let error as AttestationError {
             throw error
         } catch {
@@ -71,10 +70,20 @@ actor LeafCertificateKeyDigest {
         }
     }
 
+}
+
+/// The key digest attestation v2/v3 binds, one definition for the proxy (its own certificate) and for `vllm-proxy
+/// verify` (the certificate it was served).
+public enum SubjectPublicKeyInfoDigest {
     /// DER of the SubjectPublicKeyInfo, exactly as a TLS peer sees it in the certificate.
-    static func subjectPublicKeyInfoDER(_ key: Certificate.PublicKey) throws -> [UInt8] {
+    public static func der(_ key: Certificate.PublicKey) throws -> [UInt8] {
         var serializer = DER.Serializer()
         try serializer.serialize(key)
         return serializer.serializedBytes
+    }
+
+    /// SHA-256 of that DER.
+    public static func sha256(_ key: Certificate.PublicKey) throws -> [UInt8] {
+        Array(SHA256.hash(data: try der(key)))
     }
 }

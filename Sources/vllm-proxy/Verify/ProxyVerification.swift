@@ -5,7 +5,6 @@ import E2EE
 import Foundation
 import JSON
 import Signing
-import SwiftASN1
 import TDXCollateral
 import TDXVerifier
 import X509
@@ -351,12 +350,11 @@ struct ProxyVerification {
         }
     }
 
-    /// SHA-256 of a DER certificate's SubjectPublicKeyInfo (what the v2/v3 identities bind).
+    /// SHA-256 of a DER certificate's SubjectPublicKeyInfo (what the v2/v3 identities bind), computed as the proxy
+    /// computes it for its own certificate.
     static func spkiSHA256(ofCertificate der: [UInt8]) -> [UInt8]? {
         guard let certificate = try? Certificate(derEncoded: der) else { return nil }
-        var serializer = DER.Serializer()
-        guard (try? serializer.serialize(certificate.publicKey)) != nil else { return nil }
-        return Array(SHA256.hash(data: serializer.serializedBytes))
+        return try? SubjectPublicKeyInfoDigest.sha256(certificate.publicKey)
     }
 }
 
