@@ -36,9 +36,7 @@ struct VerifyQuote: AsyncParsableCommand {
         let quoteBytes: [UInt8]
         var collateralValue: TDXCollateral?
         let root: TDXTrustRoot
-        let accepted = Set(
-            (environment["TDX_ACCEPTED_TCB_STATUSES"] ?? "UpToDate,SWHardeningNeeded").split(separator: ",")
-                .map { $0.trimmingCharacters(in: .whitespaces) })
+        let accepted = Self.acceptedStatuses(environment)
         do {
             guard (collateral == nil) != (pccs == nil) else {
                 throw ValidationError("exactly one of --collateral and --pccs is needed")
@@ -125,6 +123,13 @@ struct VerifyQuote: AsyncParsableCommand {
             "report_data": .string(TDXHex.encode(td.reportData)),
             "td_attributes": .string(TDXHex.encode(td.tdAttributes)),
         ]
+    }
+
+    /// `TDX_ACCEPTED_TCB_STATUSES` (default `UpToDate,SWHardeningNeeded`), as both verify commands read it.
+    static func acceptedStatuses(_ environment: [String: String]) -> Set<String> {
+        Set(
+            (environment["TDX_ACCEPTED_TCB_STATUSES"] ?? "UpToDate,SWHardeningNeeded").split(separator: ",")
+                .map { $0.trimmingCharacters(in: .whitespaces) })
     }
 
     static func read(_ path: String) throws -> [UInt8] {

@@ -121,8 +121,6 @@ struct Verify: AsyncParsableCommand {
         } else {
             nvidiaRoot = try NvidiaDeviceRootCA.trustRoot()
         }
-        let statuses = (environment["TDX_ACCEPTED_TCB_STATUSES"] ?? "UpToDate,SWHardeningNeeded").split(separator: ",")
-            .map { $0.trimmingCharacters(in: .whitespaces) }
         return ProxyVerification.Plan(
             baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url,
             token: token ?? environment["TOKEN"],
@@ -132,7 +130,7 @@ struct Verify: AsyncParsableCommand {
             now: now,
             tdxRoot: tdxRoot,
             nvidiaRoot: nvidiaRoot,
-            acceptedStatuses: Set(statuses),
+            acceptedStatuses: VerifyQuote.acceptedStatuses(environment),
             expected: expected,
             allowNoGPU: allowNoGPU,
             receiptID: receipt
