@@ -42,9 +42,12 @@ def relay(stack):
 
 
 def e2ee_env(relay, **extra: str) -> dict[str, str]:
+    """The proxy's environment for this stand-in, verifying its instances' evidence (SPEC §7.2: on by default): its
+    PCCS stand-in, its synthetic root and its allowed measurements. `extra` wins."""
     return {
         "CHUTES_ENABLED": "1", "CHUTES_API_KEY": KEY, "CHUTES_BASE_URL": relay.url,
-        "CHUTES_E2E_BASE_URL": relay.url, "CHUTES_CA_FILE": str(relay.ca_path), "CHUTES_E2EE": "1", **extra,
+        "CHUTES_E2E_BASE_URL": relay.url, "CHUTES_CA_FILE": str(relay.ca_path), "CHUTES_E2EE": "1",
+        **relay.verification_env(), **extra,
     }
 
 
