@@ -94,6 +94,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The attested chain to Chutes instances (SPEC §7.2): evidence decoding, per-instance verification with
+        // TDXVerifier and a measurement policy, and the cache that gates which instance keys may be used.
+        .target(
+            name: "ChutesAttestation",
+            dependencies: [
+                "ChutesE2EE", "JSON", "TDXVerifier", "TDXCollateral", "Attestation",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
         .target(
             name: "SharedState",
             dependencies: [
@@ -139,7 +149,7 @@ let package = Package(
             name: "VLLMProxy",
             dependencies: [
                 "JSON", "SSE", "Signing", "E2EE", "SharedState", "Attestation", "ChutesE2EE", "Redis", "GuardedHTTP",
-                "UpstreamHTTP", "TDXVerifier", "TDXCollateral",
+                "UpstreamHTTP", "TDXVerifier", "TDXCollateral", "ChutesAttestation",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -230,6 +240,15 @@ let package = Package(
         .testTarget(
             name: "ChutesE2EETests",
             dependencies: ["ChutesE2EE", "JSON", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "ChutesAttestationTests",
+            dependencies: [
+                "ChutesAttestation", "ChutesE2EE", "DevStubs", "TDXVerifier", "TDXCollateral", "JSON",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
         ),
         .testTarget(
             name: "AttestationTests",

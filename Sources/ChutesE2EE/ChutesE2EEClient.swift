@@ -27,6 +27,8 @@ public struct Invocation<Response: Sendable>: Sendable {
     public let responseKey: ResponseKey
     public let chuteID: String
     public let instanceID: String
+    /// What was attested about the instance, when a gate admitted it.
+    public let attestation: AttestedInstance?
 }
 
 /// Runs one request through Chutes' E2EE transport: model → chute, TEE-only check, nonce, seal, invoke,
@@ -36,19 +38,29 @@ public struct ChutesE2EEClient: Sendable {
     public let resolver: ChuteResolver
     public let pool: NoncePool
     public let teeOnly: Bool
+    /// When set, requests are sealed only to instances it admits (SPEC §7.2); else to any listed instance.
+    public let gate: (any ChutesInstanceGate)?
     let observer: (any ChutesE2EEObserver)?
 
-    public init(directory: any ChutesE2EEDirectory, teeOnly: Bool, observer: (any ChutesE2EEObserver)? = nil) {
+    public init(
+        directory: any ChutesE2EEDirectory, teeOnly: Bool, gate: (any ChutesInstanceGate)? = nil,
+        observer: (any ChutesE2EEObserver)? = nil
+    ) {
         self.resolver = ChuteResolver(directory: directory)
-        self.pool = NoncePool(directory: directory, observer: observer)
+        self.pool = NoncePool(directory: directory, observer: observer, gate: gate)
         self.teeOnly = teeOnly
+        self.gate = gate
         self.observer = observer
     }
 
-    public init(resolver: ChuteResolver, pool: NoncePool, teeOnly: Bool, observer: (any ChutesE2EEObserver)? = nil) {
+    public init(
+        resolver: ChuteResolver, pool: NoncePool, teeOnly: Bool, gate: (any ChutesInstanceGate)? = nil,
+        observer: (any ChutesE2EEObserver)? = nil
+    ) {
         self.resolver = resolver
         self.pool = pool
         self.teeOnly = teeOnly
+        self.gate = gate
         self.observer = observer
     }
 
@@ -70,8 +82,20 @@ public struct ChutesE2EEClient: Sendable {
         status: (Response) -> Int
     ) async throws -> Invocation<Response> {
         var retried = false
+        var admission = try await gate?.admission(chuteID: chute.chuteID, renew: false)
+        var renewed = false
         while true {
-            let ticket = try await pool.take(chute.chuteID)
+            guard let ticket = try await take(chute.chuteID, admission: admission) else {
+                // No listed instance is admitted: the listing moved on (a new instance, a new key) or the
+                // relay swapped a key. Fetch evidence again once; if still none, nothing is sent.
+                guard let gate, !renewed else {
+                    throw ChutesE2EEError.attestationFailed("no listed instance is attested for its key")
+                }
+                renewed = true
+                admission = try await gate.admission(chuteID: chute.chuteID, renew: true)
+                continue
+            }
+            let attestation = admission?.attestation(instanceID: ticket.instanceID, key: ticket.publicKey)
             let sealed = try ticket.publicKey.seal(payload)
             let request = InvokeRequest(
                 chuteID: chute.chuteID, instanceID: ticket.instanceID, nonce: ticket.nonce, stream: stream, path: path,
@@ -90,7 +114,18 @@ public struct ChutesE2EEClient: Sendable {
             }
             return Invocation(
                 response: response, responseKey: sealed.responseKey, chuteID: chute.chuteID,
-                instanceID: ticket.instanceID)
+                instanceID: ticket.instanceID, attestation: attestation)
+        }
+    }
+
+    /// A nonce of an admitted instance (any listed instance without a gate); nil when a gate admits none.
+    private func take(_ chuteID: String, admission: InstanceAdmission?) async throws(ChutesE2EEError) -> NonceTicket? {
+        guard let admission else { return try await pool.take(chuteID) }
+        do {
+            return try await pool.take(chuteID) { id, key in admission.attestation(instanceID: id, key: key) != nil }
+        } catch {
+            guard error == .noInstances else { throw error }
+            return nil
         }
     }
 }

@@ -5,12 +5,18 @@ import JSON
 /// A GPU instance's ML-KEM-768 key as the relay lists it; requests are sealed to it.
 public struct InstancePublicKey: Sendable {
     let key: MLKEM768.PublicKey
+    /// The key exactly as listed: an instance's quote binds this text (SPEC §7.2), not the decoded bytes.
+    public let base64: String
 
     public init(base64 text: String) throws(ChutesE2EEError) {
         key = try ChutesE2EEWire.publicKey(base64: text)
+        base64 = text
     }
 
-    init(_ key: MLKEM768.PublicKey) { self.key = key }
+    init(_ key: MLKEM768.PublicKey) {
+        self.key = key
+        self.base64 = ChutesE2EEWire.base64(key.rawRepresentation)
+    }
 
     /// Seals a chat request: a fresh response key pair for this request only, its public half added to the
     /// payload as `e2e_response_pk`, then gzip and the request key. The private half opens the answer.

@@ -133,4 +133,7 @@ public enum ChutesE2EEError: Error, Sendable, Equatable {
     case transport(String)
     /// A discovery request got no answer in time.
     case timeout
+    /// No instance of the chute is attested (SPEC §7.2): its evidence could not be had, or no instance's quote
+    /// verified and bound the key it is listed with. Nothing was sent. The reason is for logs and metrics.
+    case attestationFailed(String)
 }

@@ -43,6 +43,8 @@ public actor NoncePool {
 
     private let directory: any ChutesE2EEDirectory
     private let observer: (any ChutesE2EEObserver)?
+    /// Told each chute's listed instances, so attestations of instances that left are forgotten (SPEC §7.2).
+    private let gate: (any ChutesInstanceGate)?
     private let maxChutes: Int
     private let now: @Sendable () -> ContinuousClock.Instant
     private var pools: [String: ChutePool] = [:]
@@ -53,25 +55,40 @@ public actor NoncePool {
     static let maxSpentRemembered = 16_384
 
     public init(
-        directory: any ChutesE2EEDirectory, observer: (any ChutesE2EEObserver)? = nil, maxChutes: Int = 256,
+        directory: any ChutesE2EEDirectory, observer: (any ChutesE2EEObserver)? = nil,
+        gate: (any ChutesInstanceGate)? = nil, maxChutes: Int = 256,
         now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
     ) {
         self.directory = directory
         self.observer = observer
+        self.gate = gate
         self.maxChutes = max(1, maxChutes)
         self.now = now
     }
 
-    /// A nonce for `chuteID`: from the pool, else after a fetch (shared with concurrent callers).
-    public func take(_ chuteID: String) async throws(ChutesE2EEError) -> NonceTicket {
-        if let ticket = popRefillingAhead(chuteID) { return ticket }
+    /// A nonce for `chuteID` of an instance `accept` admits: from the pool, else after a fetch (shared with
+    /// concurrent callers). Nonces of instances not admitted stay in the pool, unspent.
+    public func take(
+        _ chuteID: String,
+        where accept: @Sendable (_ instanceID: String, _ key: InstancePublicKey) -> Bool = { _, _ in true }
+    ) async throws(ChutesE2EEError) -> NonceTicket {
+        if let ticket = popRefillingAhead(chuteID, accept) { return ticket }
         try await refill(chuteID)
-        if let ticket = popRefillingAhead(chuteID) { return ticket }
+        if let ticket = popRefillingAhead(chuteID, accept) { return ticket }
         throw .noInstances
     }
 
-    private func popRefillingAhead(_ chuteID: String) -> NonceTicket? {
-        guard let ticket = pop(chuteID) else { return nil }
+    /// The listed key of every instance in the chute's pool, fetching a listing first when it holds none.
+    public func listedKeys(_ chuteID: String) async throws(ChutesE2EEError) -> [String: InstancePublicKey] {
+        if pools[chuteID].map({ $0.instances.isEmpty || now() >= $0.expiresAt }) ?? true { try await refill(chuteID) }
+        let instances = pools[chuteID]?.instances ?? []
+        return Dictionary(instances.map { ($0.instanceID, $0.publicKey) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    private func popRefillingAhead(
+        _ chuteID: String, _ accept: (_ instanceID: String, _ key: InstancePublicKey) -> Bool
+    ) -> NonceTicket? {
+        guard let ticket = pop(chuteID, accept) else { return nil }
         if let pool = pools[chuteID], pool.remaining <= pool.lowWater, refills[chuteID] == nil {
             startRefill(chuteID, ahead: true)
         }
@@ -94,7 +111,9 @@ public actor NoncePool {
     /// Nonces left for a chute (for tests and metrics).
     public func remaining(_ chuteID: String) -> Int { pools[chuteID]?.remaining ?? 0 }
 
-    private func pop(_ chuteID: String) -> NonceTicket? {
+    private func pop(
+        _ chuteID: String, _ accept: (_ instanceID: String, _ key: InstancePublicKey) -> Bool
+    ) -> NonceTicket? {
         guard var pool = pools[chuteID] else { return nil }
         let time = now()
         pool.lastUsed = time
@@ -103,9 +122,12 @@ public actor NoncePool {
             pool.instances = []
             return nil
         }
-        // The instance with the most nonces left: spreads load and keeps every instance usable.
+        // The admitted instance with the most nonces left: spreads load and keeps every instance usable.
         guard
-            let index = pool.instances.indices.max(by: {
+            let index = pool.instances.indices.filter({
+                !pool.instances[$0].nonces.isEmpty
+                    && accept(pool.instances[$0].instanceID, pool.instances[$0].publicKey)
+            }).max(by: {
                 pool.instances[$0].nonces.count < pool.instances[$1].nonces.count
             }),
             let nonce = pool.instances[index].nonces.popLast()
@@ -127,6 +149,7 @@ public actor NoncePool {
                 let listing = try await directory.fetchInstances(chuteID: chuteID)
                 self.refills[chuteID] = nil
                 self.install(listing, chuteID: chuteID, fetchedAt: startedAt, ahead: ahead)
+                await self.gate?.listed(chuteID: chuteID, instanceIDs: Set(listing.instances.map(\.instanceID)))
                 return listing
             } catch {
                 self.refills[chuteID] = nil
