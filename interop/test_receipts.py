@@ -9,6 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eth_account import Account
+from eth_account.messages import encode_defunct
 
 from helpers import (
     HEX64,
@@ -30,6 +33,11 @@ def unique(label: str) -> str:
     return f"{label} {uuid.uuid4()}"
 
 
+def canonical_json(value) -> str:
+    """SPEC §7.2's canonical JSON, computed by Python's own json module (what the proxy must match)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def check_receipt(proxy, chat_id: str, expected_text: str) -> dict:
     """Fetches the record with both algorithms and verifies each signature independently."""
     records = {}
@@ -37,12 +45,15 @@ def check_receipt(proxy, chat_id: str, expected_text: str) -> dict:
         r = proxy.signature(chat_id, query)
         assert r.status_code == 200, r.text
         record = r.json()
-        assert set(record) == {"text", "signature", "signing_address", "signing_algo", "upstream"}, record
+        assert set(record) == {
+            "text", "signature", "signing_address", "signing_algo", "upstream", "record", "record_signature",
+        }, record
         assert record["signing_algo"] == algo
         assert record["upstream"] == "vllm"
         assert record["text"] == expected_text
         verify = verify_ecdsa_receipt if algo == "ecdsa" else verify_ed25519_receipt
         verify(record["text"], record["signature"], record["signing_address"])
+        verify(canonical_json(record["record"]), record["record_signature"], record["signing_address"])
         records[algo] = record
     return records
 
@@ -138,6 +149,37 @@ def test_receipts_of_different_requests_are_distinct_and_signed_by_one_key(proxy
             addresses[algo].add(record["signing_address"])
     assert len(texts) == 3
     assert all(len(found) == 1 for found in addresses.values()), addresses
+
+
+def test_record_signature_covers_the_whole_record(proxy, stub):
+    """SPEC §5: `record` is the stored record minus `record_signature_*`; `record_signature` signs its canonical
+    JSON (json.dumps sort_keys, compact, ASCII), so `upstream` is authenticated too, unlike under `text`."""
+    body = chat_body(unique("record"))
+    r = proxy.post(CHAT, body)
+    assert r.status_code == 200, r.text
+    text = f"{sha256_hex(body)}:{sha256_hex(r.content)}"
+    answers = {algo: proxy.signature(r.json()["id"], algo).json() for algo in ("ecdsa", "ed25519")}
+    ecdsa, ed = answers["ecdsa"], answers["ed25519"]
+    assert ecdsa["record"] == ed["record"], "one stored record, whichever algorithm is asked for"
+    record = ecdsa["record"]
+    assert record == {
+        "text": text, "upstream": "vllm",
+        "signature_ecdsa": ecdsa["signature"], "signing_address_ecdsa": ecdsa["signing_address"],
+        "signature_ed25519": ed["signature"], "signing_address_ed25519": ed["signing_address"],
+    }
+    canonical = canonical_json(record)
+    assert canonical.isascii() and " " not in canonical
+    assert Account.recover_message(encode_defunct(text=canonical), signature=ecdsa["record_signature"]) == (
+        ecdsa["signing_address"])
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(ed["signing_address"])).verify(
+        bytes.fromhex(ed["record_signature"]), canonical.encode())
+
+    # What `text` does not cover, `record_signature` does: claiming another upstream breaks it.
+    forged = canonical_json({**record, "upstream": "chutes"})
+    assert Account.recover_message(encode_defunct(text=forged), signature=ecdsa["record_signature"]) != (
+        ecdsa["signing_address"])
+    with pytest.raises(InvalidSignature):
+        verify_ed25519_receipt(forged, ed["record_signature"], ed["signing_address"])
 
 
 # ---------------------------------------------------------------- what reaches vLLM

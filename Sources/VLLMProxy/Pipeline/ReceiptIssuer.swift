@@ -3,13 +3,16 @@ import JSON
 import SharedState
 import Signing
 
-/// Signs `{request hash}:{response hash}` with both instance keys and keeps the record (SPEC §5).
+/// Signs `{request hash}:{response hash}` with both instance keys, signs the whole record, and keeps it (SPEC §5).
 struct ReceiptIssuer: Sendable {
     let keys: SigningKeys
     let store: any SharedStore
     let modelName: String
     let ttl: Duration
     let metrics: ProxyMetrics
+
+    /// Stored record keys holding the signatures over the rest of the record, one per algorithm.
+    static let recordSignaturePrefix = "record_signature_"
 
     func key(chatID: String) -> String { "\(modelName):chat:\(chatID)" }
 
@@ -29,7 +32,13 @@ struct ReceiptIssuer: Sendable {
         if let chutes {
             record["chutes_transport"] = .string(chutes.transport)
             record["chutes_instance_id"] = chutes.instanceID.map { .string($0) } ?? .null
+            if let attestation = chutes.attestation { record["chutes_attestation"] = attestation }
         }
+        // `text`'s signature covers only the two hashes; this one covers what the record says besides
+        // (upstream, transport, instance, attestation), which would otherwise be unauthenticated.
+        let canonical = String(decoding: JSONValue.object(record).canonicalSerialized(), as: UTF8.self)
+        record[Self.recordSignaturePrefix + SigningAlgo.ecdsa.rawValue] = .string(keys.signECDSA(canonical))
+        record[Self.recordSignaturePrefix + SigningAlgo.ed25519.rawValue] = .string(keys.signEd25519(canonical))
         await store.put(key(chatID: chatID), JSONValue.object(record).serialized(), ttl: ttl)
         metrics.receiptIssued(upstream: upstream.rawValue)
     }
@@ -39,12 +48,50 @@ struct ReceiptIssuer: Sendable {
         guard let bytes = await store.get(key(chatID: chatID)) else { return nil }
         return (try? JSONValue(parsing: bytes))?.objectValue
     }
+
+    /// The `/v1/signature` answer for the stored record of `chatID` in `algo`, or nil when there is none.
+    func signatureAnswer(chatID: String, algo: SigningAlgo) async -> JSONObject? {
+        await record(chatID: chatID).map { SignatureAnswer.body(for: $0, algo: algo) }
+    }
 }
 
-/// How a Chutes answer travelled, for its receipt: `"e2ee"` (with the instance that served it) or `"tls"`.
+/// Builds the `/v1/signature` answer from a stored record (SPEC §5).
+enum SignatureAnswer {
+    /// The `text` signature and address of `algo`, `upstream`, the Chutes fields the record has, `record`
+    /// (the stored record without its signatures, what `record_signature` covers) and `record_signature`
+    /// when the record has one: records the Python implementation wrote to a shared Redis have none.
+    static func body(for stored: JSONObject, algo: SigningAlgo) -> JSONObject {
+        var body: JSONObject = [
+            "text": stored["text"] ?? nil,
+            "signature": stored["signature_\(algo.rawValue)"] ?? nil,
+            "signing_address": stored["signing_address_\(algo.rawValue)"] ?? nil,
+            "signing_algo": .string(algo.rawValue),
+            "upstream": stored["upstream"] ?? "vllm",
+        ]
+        // How a Chutes answer travelled, when the record says (records of the vLLM route do not).
+        for key in ["chutes_transport", "chutes_instance_id", "chutes_attestation"] where stored[key] != nil {
+            body[key] = stored[key]
+        }
+        // Every record_signature_* goes, not only the two known ones: a signature cannot cover itself.
+        let prefix = ReceiptIssuer.recordSignaturePrefix
+        body["record"] = .object(JSONObject(stored.members.filter { !$0.key.utf8.starts(with: prefix.utf8) }))
+        if let signature = stored[prefix + algo.rawValue] { body["record_signature"] = signature }
+        return body
+    }
+}
+
+/// How a Chutes answer travelled, for its receipt: `"e2ee"` (with the instance that served it) or `"tls"`,
+/// and the attested instance's verification summary when there is one (SPEC §7.2).
 struct ChutesReceipt: Sendable {
     let transport: String
     let instanceID: String?
+    let attestation: JSONValue?
+
+    init(transport: String, instanceID: String?, attestation: JSONValue? = nil) {
+        self.transport = transport
+        self.instanceID = instanceID
+        self.attestation = attestation
+    }
 }
 
 extension SHA256Digest {

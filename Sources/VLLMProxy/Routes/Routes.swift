@@ -40,18 +40,9 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
             throw ProxyError(
                 .badRequest, type: "invalid_signing_algo", message: "signing_algo must be ecdsa or ed25519")
         }
-        guard let record = await receipts.record(chatID: chatID) else {
+        guard let body = await receipts.signatureAnswer(chatID: chatID, algo: algo) else {
             throw ProxyError.notFound("No signature for this chat id (unknown or expired)")
         }
-        var body: JSONObject = [
-            "text": record["text"] ?? nil,
-            "signature": record["signature_\(algo.rawValue)"] ?? nil,
-            "signing_address": record["signing_address_\(algo.rawValue)"] ?? nil,
-            "signing_algo": .string(algo.rawValue),
-            "upstream": record["upstream"] ?? "vllm",
-        ]
-        // How a Chutes answer travelled, when the record says (records of the vLLM route do not).
-        for key in ["chutes_transport", "chutes_instance_id"] where record[key] != nil { body[key] = record[key] }
         return jsonResponse(.ok, JSONValue.object(body).serialized())
     }
     let chutes = router.group()
