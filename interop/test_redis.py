@@ -263,6 +263,7 @@ def test_record_written_by_the_python_implementation_is_served_as_is(replicas):
             assert r.json() == {
                 "text": text, "signature": record[f"signature_{algo}"],
                 "signing_address": record[f"signing_address_{algo}"], "signing_algo": algo, "upstream": "vllm",
+                "record": record,  # SPEC §5: the stored record as is, and no record_signature (it has none)
             }
             verify = verify_ecdsa_receipt if algo == "ecdsa" else verify_ed25519_receipt
             verify(text, r.json()["signature"], r.json()["signing_address"])
