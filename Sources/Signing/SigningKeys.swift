@@ -56,6 +56,14 @@ public struct SigningKeys: Sendable {
         }
     }
 
+    /// The text signed with one algorithm: EIP-191 for ecdsa, Ed25519 over the UTF-8 bytes (hex) for ed25519.
+    public func sign(_ text: String, with algo: SigningAlgo) -> String {
+        switch algo {
+        case .ecdsa: signECDSA(text)
+        case .ed25519: signEd25519(text)
+        }
+    }
+
     /// EIP-191 `personal_sign` of the UTF-8 text: `0x` + r‖s‖v hex (130 digits).
     public func signECDSA(_ text: String) -> String {
         let digest = EIP191.digest(Array(text.utf8))

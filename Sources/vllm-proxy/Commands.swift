@@ -56,7 +56,7 @@ struct Serve: AsyncParsableCommand {
                 "DSTACK_SIMULATOR_ENDPOINT is set (\(endpoint)): attestation comes from a simulator, NOT a TEE. Never use this in production."
             )
         }
-        for warning in config.verification.warnings {
+        for warning in config.verification.warnings + services.chutes.warnings {
             logger.warning("\(warning)")
         }
         if config.gpuNoHardwareMode {

@@ -67,7 +67,8 @@ public struct ProxyServices: Sendable {
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil, pool: vllmPool,
             timeout: config.upstreamTimeout)
         self.chutes = ChutesMode.decide(
-            config.chutes, timeout: config.upstreamTimeout, maxConnections: config.upstreamMaxConnections,
+            config.chutes, verification: config.verification, timeout: config.upstreamTimeout,
+            maxConnections: config.upstreamMaxConnections,
             metrics: metrics)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics

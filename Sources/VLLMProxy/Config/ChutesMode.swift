@@ -1,5 +1,8 @@
+import AsyncHTTPClient
+import ChutesAttestation
 import Foundation
 import NIOSSL
+import TDXCollateral
 import UpstreamHTTP
 
 /// Whether the Chutes routes serve, decided once at start-up. Misconfiguration never stops the proxy:
@@ -12,8 +15,8 @@ public enum ChutesMode: Sendable {
 
     /// Judges the settings; only a fully valid configuration builds an upstream (and its one pooled client).
     public static func decide(
-        _ settings: ProxyConfig.ChutesSettings, timeout: Duration, maxConnections: Int = 16384,
-        metrics: ProxyMetrics = .init()
+        _ settings: ProxyConfig.ChutesSettings, verification: VerificationSettings? = nil, timeout: Duration,
+        maxConnections: Int = 16384, metrics: ProxyMetrics = .init()
     ) -> ChutesMode {
         guard settings.enabled else { return .disabled }
         guard let key = settings.apiKey, !key.isEmpty else { return .misconfigured("CHUTES_API_KEY is not set") }
@@ -41,18 +44,69 @@ public enum ChutesMode: Sendable {
         } catch {
             return .misconfigured("CHUTES_CA_FILE (\(settings.caFile ?? "")) cannot be used for TLS")
         }
-        var transport = UpstreamTransport.direct
-        if settings.e2ee || settings.teeOnly {
-            let chutesTransport = ChutesE2EETransport(
-                baseURL: settings.baseURL, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
-                http: ChutesE2EETransport.makeClient(timeout: timeout, tls: tls), timeout: timeout,
-                teeOnly: settings.teeOnly, metrics: metrics)
-            transport = settings.e2ee ? .chutesE2EE(chutesTransport) : .teeOnlyDirect(chutesTransport)
+        // Verification without a measurement policy is no verification (SPEC §7.2): the routes refuse to serve.
+        var policy: MeasurementPolicy?
+        if let path = settings.measurementsFile {
+            do throws(MeasurementPolicy.PolicyError) {
+                policy = try MeasurementPolicy(path: path)
+            } catch {
+                return .misconfigured("CHUTES_TDX_MEASUREMENTS_FILE (\(path)) \(error.message)")
+            }
+        } else if settings.verifiesInstances {
+            return .misconfigured(
+                "CHUTES_TDX_MEASUREMENTS_FILE is not set: verifying Chutes instances (CHUTES_VERIFY_ATTESTATION, "
+                    + "CHUTES_TEE_ONLY) needs the measurements they may run")
         }
+        let attestation = policy.map { policy in
+            Self.attestationSetup(settings, policy: policy, verification: verification, timeout: timeout)
+        }
+        let chutesTransport = ChutesE2EETransport(
+            baseURL: settings.baseURL, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
+            http: ChutesE2EETransport.makeClient(timeout: timeout, tls: tls), timeout: timeout,
+            teeOnly: settings.teeOnly, metrics: metrics, attestation: attestation)
+        let transport: UpstreamTransport =
+            settings.e2ee
+            ? .chutesE2EE(chutesTransport)
+            : settings.teeOnly ? .teeOnlyDirect(chutesTransport) : .chutesTLS(chutesTransport)
         return .enabled(
             Upstream(
                 name: .chutes, baseURL: settings.baseURL, authorization: "Bearer \(key)", pool: pool,
                 timeout: timeout, transport: transport))
+    }
+
+    /// The instance verifier: quotes against the TDX root with collateral from `PCCS_URL` (its own client, with
+    /// the system's trust roots only), GPU reports against the NVIDIA root.
+    private static func attestationSetup(
+        _ settings: ProxyConfig.ChutesSettings, policy: MeasurementPolicy, verification: VerificationSettings?,
+        timeout: Duration
+    ) -> ChutesAttestationSetup {
+        // The pinned roots and Phala's PCCS when the caller has no settings (tests of other parts).
+        let verification = verification ?? (try! VerificationSettings.read { _ in nil })
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(30))
+        configuration.redirectConfiguration = .disallow
+        let pccsHTTP = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        let source = PCCSCollateralSource(baseURL: verification.pccsURL, httpClient: pccsHTTP) {
+            Int64(Date().timeIntervalSince1970)
+        }
+        let verifier = ChutesEvidenceVerifier(
+            policy: policy, acceptedStatuses: verification.acceptedTCBStatuses, tdxRoot: verification.tdxRoot,
+            nvidiaRoot: verification.nvidiaRoot, requireGPUEvidence: settings.requireGPUEvidence
+        ) { quote throws(TDXCollateralError) in try await source.collateral(for: quote) }
+        return ChutesAttestationSetup(
+            verifier: verifier, ttl: settings.attestationTTL, gatesInstances: settings.verifiesInstances,
+            pccsHTTP: pccsHTTP)
+    }
+
+    /// Start-up warnings about how Chutes instances are trusted (SPEC §7.2).
+    public var warnings: [String] {
+        guard case .enabled(let upstream) = self, case .chutesE2EE(let relay) = upstream.transport,
+            !relay.gatesInstances
+        else { return [] }
+        return [
+            "CHUTES_VERIFY_ATTESTATION=false: Chutes requests are sealed to whatever instance keys the relay lists, "
+                + "unverified (receipts say \"chutes_attestation\": {\"verified\": false})"
+        ]
     }
 
     /// The one start-up log line (SPEC §7).
@@ -64,11 +118,12 @@ public enum ChutesMode: Sendable {
             let host = URL(string: upstream.baseURL).flatMap { url in url.host.map { "https://\($0)" } }
             var line = "chutes: enabled (\(host ?? upstream.baseURL))"
             switch upstream.transport {
-            case .direct: break
+            case .direct, .chutesTLS: break
             case .chutesE2EE(let transport):
                 let e2eHost = URL(string: transport.e2eBaseURL).flatMap { url in url.host.map { "https://\($0)" } }
                 line += ", e2ee via \(e2eHost ?? transport.e2eBaseURL)"
                 if transport.client.teeOnly { line += ", tee-only" }
+                line += transport.gatesInstances ? ", instances verified" : ", instances NOT verified"
             case .teeOnlyDirect:
                 line += ", tee-only"
             }

@@ -58,6 +58,18 @@ public struct ProxyConfig: Sendable {
         public var e2eBaseURL: String = "https://api.chutes.ai"
         /// Refuse models not marked `confidential_compute` (`CHUTES_TEE_ONLY`).
         public var teeOnly: Bool = false
+        /// With E2EE, seal only to instances whose TDX quote verified (`CHUTES_VERIFY_ATTESTATION`, SPEC §7.2).
+        public var verifyAttestation: Bool = true
+        /// The allowed MRTD/RTMR0–2 sets (`CHUTES_TDX_MEASUREMENTS_FILE`); read when verification is on.
+        public var measurementsFile: String?
+        /// How long a verified instance key is trusted (`CHUTES_ATTESTATION_TTL_SECONDS`).
+        public var attestationTTL: Duration = .seconds(3600)
+        /// Refuse instances whose evidence has no GPU report (`CHUTES_REQUIRE_GPU_EVIDENCE`).
+        public var requireGPUEvidence: Bool = false
+
+        /// Whether instance keys are used only after verification: on by default, and forced by
+        /// `CHUTES_TEE_ONLY` (SPEC §7.2). Without E2EE the proxy does not choose the instance: nothing to verify.
+        public var verifiesInstances: Bool { e2ee && (verifyAttestation || teeOnly) }
     }
 
     /// Every variable the proxy reads, with its default, meaning and, for numbers, the accepted range.
@@ -125,6 +137,16 @@ public struct ProxyConfig: Sendable {
             "CHUTES_E2E_BASE_URL", "https://api.chutes.ai",
             "where /e2e/instances and /e2e/invoke live; must be https://"),
         .text("CHUTES_TEE_ONLY", "false", "refuse Chutes models not marked confidential_compute (403)"),
+        .text(
+            "CHUTES_VERIFY_ATTESTATION", "true",
+            "with CHUTES_E2EE: seal only to instances whose TDX quote verified (false: warned)"),
+        .text(
+            "CHUTES_TDX_MEASUREMENTS_FILE", "(unset)",
+            "JSON list of allowed {mr_td, rtmr0, rtmr1, rtmr2} for Chutes instances; required while verifying"),
+        .seconds(
+            "CHUTES_ATTESTATION_TTL_SECONDS", 3600, 60...86_400,
+            "how long a verified Chutes instance key is trusted before re-verification"),
+        .text("CHUTES_REQUIRE_GPU_EVIDENCE", "false", "refuse Chutes instances whose evidence has no GPU report"),
         .seconds(
             "UPSTREAM_TIMEOUT_SECONDS", 600, 0.01...86_400,
             "longest wait for an upstream response head, and between two stream chunks"),
@@ -167,6 +189,13 @@ public struct ProxyConfig: Sendable {
             guard let value = string(name)?.trimmingSpaces.lowercased() else { return false }
             return ["1", "true", "yes"].contains(value)
         }
+        // A security switch that defaults on: a typo must not turn it off.
+        func strictFlag(_ name: String, default defaultValue: Bool) throws(ConfigError) -> Bool {
+            guard let value = string(name)?.trimmingSpaces.lowercased() else { return defaultValue }
+            if ["1", "true", "yes"].contains(value) { return true }
+            if ["0", "false", "no"].contains(value) { return false }
+            throw .malformed(name, "must be one of 1, true, yes, 0, false, no")
+        }
 
         self.host = string("HOST") ?? "0.0.0.0"
         self.port = try integer("PORT")
@@ -199,7 +228,11 @@ public struct ProxyConfig: Sendable {
             caFile: string("CHUTES_CA_FILE"),
             e2ee: flag("CHUTES_E2EE"),
             e2eBaseURL: Self.trimTrailingSlash(string("CHUTES_E2E_BASE_URL") ?? "https://api.chutes.ai"),
-            teeOnly: flag("CHUTES_TEE_ONLY")
+            teeOnly: flag("CHUTES_TEE_ONLY"),
+            verifyAttestation: try strictFlag("CHUTES_VERIFY_ATTESTATION", default: true),
+            measurementsFile: string("CHUTES_TDX_MEASUREMENTS_FILE"),
+            attestationTTL: try seconds("CHUTES_ATTESTATION_TTL_SECONDS"),
+            requireGPUEvidence: flag("CHUTES_REQUIRE_GPU_EVIDENCE")
         )
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS")
         self.upstreamMaxConnections = try integer("UPSTREAM_MAX_CONNECTIONS")

@@ -112,7 +112,8 @@ struct CompletionPipeline: Sendable {
         for (name, value) in e2eeHeaders { headers[HTTPField.Name(name)!] = value }
         var chutes: ChutesReceipt?
         if upstream.name == .chutes {
-            chutes = ChutesReceipt(transport: upstream.transport.name, instanceID: answer.instanceID)
+            chutes = ChutesReceipt(
+                transport: upstream.transport.name, instanceID: answer.instanceID, attestation: answer.attestation)
             headers[.proxyUpstreamTransport] = upstream.transport.name
         }
 

@@ -47,6 +47,10 @@ extension ProxyError {
     static func upstreamUnavailable(_ upstream: String, _ why: String) -> ProxyError {
         ProxyError(.badGateway, type: "upstream_unavailable", message: "Upstream \(upstream) is unavailable: \(why)")
     }
+    /// No Chutes instance passed attestation (SPEC §7.2): nothing was sent.
+    static let chutesAttestationFailed = ProxyError(
+        .badGateway, type: "chutes_attestation_failed",
+        message: "No Chutes instance of this model passed attestation; nothing was sent")
     static func upstreamTimeout(_ upstream: String) -> ProxyError {
         ProxyError(.gatewayTimeout, type: "upstream_timeout", message: "Upstream \(upstream) did not answer in time")
     }

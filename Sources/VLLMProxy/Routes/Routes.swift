@@ -56,6 +56,15 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
     chutes.get("/v1/chutes/models") { _, context in
         try await passThrough(try services.chutes.upstream(), path: "/v1/models", logger: context.logger)
     }
+    let chain = AttestationChain(chutes: services.chutes, attestation: services.attestation, keys: services.keys)
+    authed.get("/v1/attestation/chain") { request, _ in
+        let query = request.uri.queryParameters
+        let answer = try await chain.respond(
+            .init(
+                model: query.get("model"), nonce: query.get("nonce"), signingAlgo: query.get("signing_algo"),
+                verifyMode: query.get("verify_mode")))
+        return jsonResponse(.ok, answer.serialized())
+    }
     authed.get("/v1/attestation/report") { request, _ in
         let query = request.uri.queryParameters
         let attestationQuery = AttestationQuery(

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChutesAttestation
 import ChutesE2EE
 import JSON
 import Logging
@@ -15,12 +16,22 @@ public enum UpstreamTransport: Sendable {
     case chutesE2EE(ChutesE2EETransport)
     /// TLS to Chutes, but only models listed as `confidential_compute` (`CHUTES_TEE_ONLY` without E2EE).
     case teeOnlyDirect(ChutesE2EETransport)
+    /// TLS to Chutes; the relay client serves only discovery and evidence for `/v1/attestation/chain`.
+    case chutesTLS(ChutesE2EETransport)
 
     /// As receipts and `X-Proxy-Upstream-Transport` spell it.
     var name: String {
         switch self {
-        case .direct, .teeOnlyDirect: return "tls"
+        case .direct, .teeOnlyDirect, .chutesTLS: return "tls"
         case .chutesE2EE: return "e2ee"
+        }
+    }
+
+    /// The Chutes relay client, whatever carries completions.
+    var relay: ChutesE2EETransport? {
+        switch self {
+        case .direct: return nil
+        case .chutesE2EE(let relay), .teeOnlyDirect(let relay), .chutesTLS(let relay): return relay
         }
     }
 }
@@ -31,7 +42,7 @@ extension Upstream {
         -> UpstreamAnswer
     {
         switch transport {
-        case .direct:
+        case .direct, .chutesTLS:
             break
         case .chutesE2EE(let e2ee):
             return try await e2ee.complete(body, stream: stream, path: path, upstream: self, logger: logger)
@@ -48,6 +59,19 @@ struct UpstreamAnswer: Sendable {
     let response: UpstreamResponse
     /// The Chutes instance that served it under E2EE.
     let instanceID: String?
+    /// Under E2EE, the receipt's `chutes_attestation` (SPEC §7.2): what was verified, or `{"verified": false}`.
+    var attestation: JSONValue? = nil
+}
+
+/// How the Chutes relay client verifies instances (SPEC §7.2), decided at start-up.
+struct ChutesAttestationSetup: Sendable {
+    let verifier: ChutesEvidenceVerifier
+    let ttl: Duration
+    /// Requests are sealed only to verified instances (CHUTES_E2EE with verification on); otherwise the
+    /// verifier serves only `/v1/attestation/chain`.
+    let gatesInstances: Bool
+    /// The PCCS client the verifier's collateral comes through; owned here so shutdown closes it.
+    let pccsHTTP: HTTPClient
 }
 
 /// Chutes' E2EE transport over HTTPS: discovery (`/v1/models`, `/e2e/instances`) and `/e2e/invoke`, with
@@ -58,6 +82,11 @@ public struct ChutesE2EETransport: Sendable {
     let client: ChutesE2EEClient
     let directory: ChutesHTTPDirectory
     let metrics: ProxyMetrics
+    /// Fetches and judges instance evidence; nil without a measurement policy (`CHUTES_TDX_MEASUREMENTS_FILE`).
+    let attestor: ChutesAttestor?
+    /// Whether completions go only to instances the attestor admitted.
+    let gatesInstances: Bool
+    let pccsHTTP: HTTPClient?
 
     /// The relay's own client (discovery and `/e2e/invoke`): pooled keep-alive connections, no automatic
     /// decompression (bytes pass as sent), no redirects, connection attempts retried (a remote service).
@@ -74,14 +103,37 @@ public struct ChutesE2EETransport: Sendable {
 
     init(
         baseURL: String, e2eBaseURL: String, authorization: String, http: HTTPClient, timeout: Duration,
-        teeOnly: Bool, metrics: ProxyMetrics
+        teeOnly: Bool, metrics: ProxyMetrics, attestation: ChutesAttestationSetup? = nil
     ) {
         self.e2eBaseURL = e2eBaseURL
-        self.directory = ChutesHTTPDirectory(
+        let directory = ChutesHTTPDirectory(
             modelsURL: baseURL + "/v1/models", e2eBaseURL: e2eBaseURL, authorization: authorization, http: http,
             timeout: min(ChutesHTTPDirectory.maxTimeout, timeout))
-        self.client = ChutesE2EEClient(directory: directory, teeOnly: teeOnly, observer: metrics.chutesE2EE)
+        self.directory = directory
+        let attestor = attestation.map { setup in
+            ChutesAttestor(
+                verifier: setup.verifier, ttl: setup.ttl, observer: metrics.chutesAttestation
+            ) { chuteID, nonce throws(ChutesE2EEError) in
+                try await directory.fetchEvidence(chuteID: chuteID, nonce: nonce)
+            }
+        }
+        self.attestor = attestor
+        self.gatesInstances = attestation?.gatesInstances ?? false
+        self.pccsHTTP = attestation?.pccsHTTP
+        self.client = ChutesE2EEClient(
+            directory: directory, teeOnly: teeOnly, gate: gatesInstances ? attestor : nil,
+            observer: metrics.chutesE2EE)
         self.metrics = metrics
+    }
+
+    /// `chutes_attestation` for a receipt: what the gate verified, or `{"verified": false}` without a gate.
+    func receiptAttestation(_ attested: AttestedInstance?) -> JSONValue {
+        guard gatesInstances, let attested else { return ["verified": false] }
+        return [
+            "verified": true, "instance_id": .string(attested.instanceID), "mr_td": .string(attested.mrTD),
+            "tcb_status": .string(attested.tcbStatus), "quote_sha256": .string(attested.quoteSHA256),
+            "verified_at": .string(attested.verifiedAt),
+        ]
     }
 
     /// `CHUTES_TEE_ONLY` for the TLS transport: the model must be listed as confidential before anything is sent.
@@ -126,7 +178,9 @@ public struct ChutesE2EETransport: Sendable {
             // Refused again after the one retry: the relay's own refusal, not the client's request.
             throw failure(.noInstances, logger: logger)
         default:
-            return UpstreamAnswer(response: UpstreamResponse(response), instanceID: invocation.instanceID)
+            return UpstreamAnswer(
+                response: UpstreamResponse(response), instanceID: invocation.instanceID,
+                attestation: receiptAttestation(invocation.attestation))
         }
         if stream {
             let decrypted = DecryptedEventStream(
@@ -134,14 +188,18 @@ public struct ChutesE2EETransport: Sendable {
                 metrics: metrics)
             let plain = UpstreamResponse(
                 status: 200, contentType: "text/event-stream", body: .relayed(.stream(decrypted)))
-            return UpstreamAnswer(response: plain, instanceID: invocation.instanceID)
+            return UpstreamAnswer(
+                response: plain, instanceID: invocation.instanceID,
+                attestation: receiptAttestation(invocation.attestation))
         }
         let sealed = try await upstream.collect(UpstreamResponse(response), logger: logger)
         do throws(ChutesE2EEError) {
             let json = try invocation.responseKey.openResponse(sealed.readableBytesView)
             let plain = UpstreamResponse(
                 status: 200, contentType: "application/json", body: .relayed(.bytes(ByteBuffer(bytes: json))))
-            return UpstreamAnswer(response: plain, instanceID: invocation.instanceID)
+            return UpstreamAnswer(
+                response: plain, instanceID: invocation.instanceID,
+                attestation: receiptAttestation(invocation.attestation))
         } catch {
             throw failure(error, logger: logger)
         }
@@ -185,6 +243,9 @@ public struct ChutesE2EETransport: Sendable {
         case .noInstances:
             metrics.chutesE2EEError("no_instance")
             return .upstreamUnavailable("chutes", "no E2EE instance accepted the request")
+        case .attestationFailed:
+            metrics.chutesE2EEError("attestation")
+            return .chutesAttestationFailed
         case .malformed, .decryptionFailed, .sealFailed:
             metrics.chutesE2EEError("decrypt")
             return .upstreamUnavailable("chutes", "its E2EE answer could not be opened")
@@ -213,7 +274,14 @@ struct ChutesHTTPDirectory: ChutesE2EEDirectory {
         try InstanceListing.parse(try await get(e2eBaseURL + "/e2e/instances/" + chuteID).readableBytesView)
     }
 
-    private func get(_ url: String) async throws(ChutesE2EEError) -> ByteBuffer {
+    /// `GET {CHUTES_E2E_BASE_URL}/chutes/{chute_id}/evidence?nonce=` (SPEC §7.2). The chute id is a checked
+    /// token (from the listing, or refused by the route) and the nonce is hex, so the URL needs no escaping.
+    func fetchEvidence(chuteID: String, nonce: String) async throws(ChutesE2EEError) -> [UInt8] {
+        let url = e2eBaseURL + "/chutes/" + chuteID + "/evidence?nonce=" + nonce
+        return Array(try await get(url, limit: ChutesEvidence.maxBytes).readableBytesView)
+    }
+
+    private func get(_ url: String, limit: Int = maxListingBytes) async throws(ChutesE2EEError) -> ByteBuffer {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Authorization", value: authorization)
         do {
@@ -221,7 +289,7 @@ struct ChutesHTTPDirectory: ChutesE2EEDirectory {
             guard (200..<300).contains(response.status.code) else {
                 throw ChutesE2EEError.directoryStatus(Int(response.status.code))
             }
-            return try await response.body.collect(upTo: Self.maxListingBytes)
+            return try await response.body.collect(upTo: limit)
         } catch let error as ChutesE2EEError {
             throw error
         } catch let error as HTTPClientError where error == .readTimeout || error == .deadlineExceeded {

@@ -64,9 +64,9 @@ public final class Upstream: Sendable {
     /// Closes its connections (and the Chutes E2EE relay's client); call once the server has stopped.
     public func shutdown() async {
         await pool.shutdown()
-        switch transport {
-        case .direct: break
-        case .chutesE2EE(let relay), .teeOnlyDirect(let relay): try? await relay.directory.http.shutdown()
+        if let relay = transport.relay {
+            try? await relay.directory.http.shutdown()
+            try? await relay.pccsHTTP?.shutdown()
         }
     }
 
