@@ -238,6 +238,7 @@ class ChutesE2EEStub:
         self.nonce_expires_in = 55.0
         self.done_encrypted = False
         self._make_pki()
+        self.evidence_history: list[EvidenceAnswer] = []  # every evidence answer of the stub's life (not reset)
         self.reset()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
@@ -336,10 +337,10 @@ class ChutesE2EEStub:
             return [i for i in self.instances.get(chute_id, []) if not i.gone]
 
     def served_quotes(self, instance_id: str) -> list[bytes]:
-        """Every quote served for this instance (raw bytes), from the evidence answers recorded."""
+        """Every quote ever served for this instance (raw bytes; `evidence_history` outlives `reset()`)."""
         quotes = []
         with self._lock:
-            answers = list(self.evidence_served)
+            answers = list(self.evidence_history)
         for answer in answers:
             if answer.status != 200:
                 continue
@@ -420,7 +421,9 @@ class ChutesE2EEStub:
                     evidence.append(self._instance_evidence(instance, nonce, own))
             status, body = 200, json.dumps({"evidence": evidence, "failed_instance_ids": failed}).encode()
         with self._lock:
-            self.evidence_served.append(EvidenceAnswer(chute_id, nonce, status, body))
+            answer = EvidenceAnswer(chute_id, nonce, status, body)
+            self.evidence_served.append(answer)
+            self.evidence_history.append(answer)
         return status, body
 
     def _instance_evidence(self, instance: Instance, nonce: str, fault: str | None) -> dict:
