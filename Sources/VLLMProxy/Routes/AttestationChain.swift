@@ -45,15 +45,14 @@ struct AttestationChain: Sendable {
             throw .invalidRequest("verify_mode must be proxy or passthrough")
         }
         guard let model = query.model, !model.isEmpty else { throw .invalidRequest("model is required") }
-        guard let relay = try chutes.upstream().transport.relay else {
-            throw ProxyError(
-                .serviceUnavailable, type: "chutes_disabled", message: "The Chutes upstream is not enabled")
-        }
+        // With Chutes off no model is a Chutes model: the SPEC's 404, not the completion routes' 503.
+        if case .disabled = chutes { throw Self.notChutes }
+        guard let relay = try chutes.upstream().transport.relay else { throw Self.notChutes }
         let chute: ChuteModel
         do throws(ChutesE2EEError) {
             chute = try await relay.client.resolver.resolve(model)
         } catch .unknownModel {
-            throw ProxyError(.notFound, type: "model_not_found", message: "The model is not served by Chutes")
+            throw Self.notChutes
         } catch {
             throw .chutesAttestationFailed
         }
@@ -93,6 +92,8 @@ struct AttestationChain: Sendable {
         ]
         return .object(body)
     }
+
+    static let notChutes = ProxyError(.notFound, type: "model_not_found", message: "The model is not served by Chutes")
 
     /// The proxy's verdict on every instance in the evidence answer for this nonce, signed.
     private func verificationReceipt(
