@@ -73,10 +73,20 @@ public actor NoncePool {
         where accept: @Sendable (_ instanceID: String, _ key: InstancePublicKey) -> Bool = { _, _ in true }
     ) async throws(ChutesE2EEError) -> NonceTicket {
         if let ticket = popRefillingAhead(chuteID, accept) { return ticket }
-        try await refill(chuteID)
-        if let ticket = popRefillingAhead(chuteID, accept) { return ticket }
+        // A burst can outnumber one listing's nonces: the waiters that find the fresh listing already spent
+        // by the others fetch again (shared, a few times at most) rather than fail while the relay has more.
+        for _ in 0..<Self.maxFetchesPerTake {
+            let listing = try await refill(chuteID)
+            if let ticket = popRefillingAhead(chuteID, accept) { return ticket }
+            let hadUsable =
+                listing?.instances.contains { !$0.nonces.isEmpty && accept($0.instanceID, $0.publicKey) } ?? false
+            guard hadUsable else { break }
+        }
         throw .noInstances
     }
+
+    /// Listings one `take` may wait for before it gives up.
+    static let maxFetchesPerTake = 4
 
     /// The listed key of every instance in the chute's pool, fetching a listing first when it holds none.
     public func listedKeys(_ chuteID: String) async throws(ChutesE2EEError) -> [String: InstancePublicKey] {
@@ -159,11 +169,12 @@ public actor NoncePool {
         }
     }
 
-    private func refill(_ chuteID: String) async throws(ChutesE2EEError) {
+    @discardableResult
+    private func refill(_ chuteID: String) async throws(ChutesE2EEError) -> InstanceListing? {
         if refills[chuteID] == nil { startRefill(chuteID, ahead: false) }
-        guard let task = refills[chuteID] else { return }
+        guard let task = refills[chuteID] else { return nil }
         do {
-            _ = try await task.value
+            return try await task.value
         } catch {
             throw (error as? ChutesE2EEError) ?? .transport("instance listing failed")
         }

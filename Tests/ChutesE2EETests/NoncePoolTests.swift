@@ -116,6 +116,32 @@ func eventually(_ condition: () async -> Bool) async throws {
         #expect(directory.instanceFetches == 1)
     }
 
+    /// A burst larger than one listing: the waiters left over fetch again instead of failing (found by the interop
+    /// suite: 71 of 200 concurrent requests failed with 100 nonces per listing).
+    @Test func aBurstLargerThanOneListingFetchesAgainInsteadOfFailing() async throws {
+        let directory = try FakeDirectory()
+        directory.state.withLock { $0.noncesPerInstance = 5 }  // 10 per listing
+        let pool = NoncePool(directory: directory)
+        let nonces = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<30 { group.addTask { try await pool.take("chute").nonce } }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(Set(nonces).count == 30)
+        #expect(directory.instanceFetches <= 8)
+    }
+
+    /// Nonces are taken only from instances the gate's filter admits; others stay unspent.
+    @Test func onlyAdmittedInstancesAreUsed() async throws {
+        let directory = try FakeDirectory()
+        let pool = NoncePool(directory: directory)
+        for _ in 0..<6 {
+            #expect(try await pool.take("chute", where: { id, _ in id == "inst-b" }).instanceID == "inst-b")
+        }
+        await #expect(throws: ChutesE2EEError.noInstances) {
+            try await pool.take("chute", where: { _, _ in false })
+        }
+    }
+
     @Test func aNonceRepeatedByALaterListingIsNeverUsedAgain() async throws {
         let directory = try FakeDirectory()
         directory.state.withLock {
