@@ -1,15 +1,21 @@
 import ChutesE2EE
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
 import JSON
 import NIOCore
+import SwiftASN1
 import Synchronization
+import X509
 
 /// DEVELOPMENT ONLY, NOT SECURE: plays Chutes' E2EE relay and one GPU instance for `scripts/dev` (the
 /// instance key lives in this process, so nothing it "protects" is protected). Adds to the Chutes-like stub
-/// `/e2e/instances/{chute_id}` (one instance, single-use nonces) and `/e2e/invoke` (opens the request,
-/// answers the echo sealed to the request's response key, JSON or stream).
+/// `/e2e/instances/{chute_id}` (one instance, single-use nonces), `/e2e/invoke` (opens the request,
+/// answers the echo sealed to the request's response key, JSON or stream) and `/chutes/{chute_id}/evidence`
+/// (SPEC §7.2: a TDX quote binding the instance's key and certificate to the caller's nonce). The quotes come
+/// from a throwaway dev TDX platform (`platform`), whose collateral `pccs` serves and whose root and
+/// measurements `writeDevPKI(to:)` writes: they verify against that platform's root and nothing else.
 public final class ChutesE2EEDevRelay: Sendable {
     /// The chute the stub's one model runs on.
     public static let chuteID = "00000000-0000-4000-8000-00000000c0de"
@@ -17,11 +23,53 @@ public final class ChutesE2EEDevRelay: Sendable {
     static let noncesPerFetch = 16
     static let nonceLifetime = 55.0
 
+    /// What `writeDevPKI(to:)` names the platform's root CA (PEM): `TDX_ROOT_CA_FILE` for the proxy.
+    public static let rootPEMFileName = "chutes-tdx-root.pem"
+    /// What `writeDevPKI(to:)` names the allowed measurements: `CHUTES_TDX_MEASUREMENTS_FILE` for the proxy.
+    public static let measurementsFileName = "chutes-measurements.json"
+
     private let instance: ChutesE2EEInstance
     private let nonces = Mutex<[String: ContinuousClock.Instant]>([:])
 
+    /// The dev TDX machine the instance "runs" on: its quotes verify against `platform.pki.rootPEM` only.
+    public let platform: DevTDXPlatform
+    /// A PCCS stand-in serving `platform`'s collateral (run it on a plain-HTTP loopback listener).
+    public let pccs: DevPCCS
+    /// The instance's certificate, DER: throwaway and self-signed; its key's digest is in every quote.
+    public let certificateDER: [UInt8]
+    /// SHA-256 of the certificate's DER SubjectPublicKeyInfo: report_data[32:64] of every quote.
+    private let certificateKeyDigest: [UInt8]
+
     public init() throws {
         instance = try ChutesE2EEInstance()
+        platform = try DevTDXPlatform()
+        pccs = try DevPCCS(collateralJSON: platform.collateral.json)
+        (certificateDER, certificateKeyDigest) = try Self.makeCertificate()
+    }
+
+    /// The instance key as `/e2e/instances` lists it (`e2e_pubkey`): base64 text, which the quotes bind as text.
+    public var e2ePublicKeyBase64: String { instance.publicKeyBase64 }
+
+    /// A self-signed P-256 certificate that stands for the instance's own (Chutes instances present one whose key
+    /// the quote binds); its private key is dropped at once, since nothing here serves TLS with it.
+    private static func makeCertificate() throws -> (der: [UInt8], keyDigest: [UInt8]) {
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName { CommonName("dev chutes instance (NOT SECURE)") }
+        let now = Date()
+        let certificate = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
+            notValidBefore: now - 3600, notValidAfter: now + 30 * 86_400, issuer: name, subject: name,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                KeyUsage(digitalSignature: true)
+            },
+            issuerPrivateKey: .init(key))
+        var der = DER.Serializer()
+        try der.serialize(certificate)
+        var spki = DER.Serializer()
+        try spki.serialize(certificate.publicKey)
+        return (der.serializedBytes, Array(SHA256.hash(data: spki.serializedBytes)))
     }
 
     /// What `/v1/models` adds to the stub's model entry in E2EE mode.
@@ -49,6 +97,58 @@ public final class ChutesE2EEDevRelay: Sendable {
                 ],
                 "nonce_expires_in": .number(String(Int(Self.nonceLifetime))),
             ])
+    }
+
+    /// `/chutes/{chute_id}/evidence?nonce=`: 404 for another chute, 400 unless the nonce is 64 lowercase hex
+    /// digits (given once), else the evidence for it.
+    func evidence(chuteID: String, nonces: [String]) throws -> Response {
+        guard chuteID == Self.chuteID else { return StubUpstream.json(.notFound, ["detail": "no such chute"]) }
+        guard nonces.count == 1, let nonce = nonces.first, Self.isNonce(nonce) else {
+            return StubUpstream.json(.badRequest, ["detail": "nonce must be 64 lowercase hex digits"])
+        }
+        return StubUpstream.json(.ok, try evidence(nonceHex: nonce))
+    }
+
+    static func isNonce(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// The evidence answer for `nonceHex` (SPEC §7.2 shape): the one instance, its quote over
+    /// SHA-256(`nonceHex` ‖ `e2ePublicKeyBase64`, as UTF-8 text) ‖ SHA-256(certificate SPKI), its certificate,
+    /// and no GPU evidence (there is no GPU).
+    public func evidence(nonceHex: String) throws -> JSONValue {
+        let keyBinding = Array(SHA256.hash(data: Array((nonceHex + instance.publicKeyBase64).utf8)))
+        let quote = try platform.quote(reportData: keyBinding + certificateKeyDigest)
+        return [
+            "evidence": [
+                [
+                    "instance_id": .string(Self.instanceID), "quote": .string(Data(quote).base64EncodedString()),
+                    "gpu_evidence": [], "certificate": .string(Data(certificateDER).base64EncodedString()),
+                ]
+            ],
+            "failed_instance_ids": [],
+        ]
+    }
+
+    /// Writes `rootPEMFileName` (the platform's root CA) and `measurementsFileName` (a JSON list holding the dev
+    /// guest's MRTD and RTMR0–2 as lowercase hex, SPEC §7.2's format) into `directory`, each atomically so a
+    /// script waiting for them never reads half a file.
+    public func writeDevPKI(to directory: String) throws {
+        let url = URL(fileURLWithPath: directory, isDirectory: true)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        let guest = platform.guest
+        let measurements: JSONValue = [
+            [
+                "mr_td": .string(DevTDXHex.encode(guest.mrTD)),
+                "rtmr0": .string(DevTDXHex.encode(guest.rtmr0to2[0])),
+                "rtmr1": .string(DevTDXHex.encode(guest.rtmr0to2[1])),
+                "rtmr2": .string(DevTDXHex.encode(guest.rtmr0to2[2])),
+            ]
+        ]
+        try Data(platform.pki.rootPEM.utf8).write(
+            to: url.appendingPathComponent(Self.rootPEMFileName), options: .atomic)
+        try Data(measurements.serialized()).write(
+            to: url.appendingPathComponent(Self.measurementsFileName), options: .atomic)
     }
 
     /// Checks the invoke headers, spends the nonce, opens the request and seals the echo answer.

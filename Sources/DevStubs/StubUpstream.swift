@@ -20,7 +20,7 @@ import Synchronization
 /// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields;
 /// `stub-echo-auth[-form]` answers 400 with the credential it received echoed in its body (as a careless
 /// upstream might; see `echo(key:form:)`), to prove the proxy scrubs its key. With a `ChutesE2EEDevRelay` it
-/// also serves Chutes' E2EE endpoints (development only).
+/// also serves Chutes' E2EE endpoints and the instance evidence (development only).
 ///
 /// Like vLLM, it also answers in ways that carry request or generated text outside `content`, so tests can
 /// show the proxy keeps them from an E2EE client's gateway: a chat message without `role` gets vLLM's 400
@@ -116,6 +116,13 @@ public final class StubUpstream: Sendable {
                 self.record(request, body: blob)
                 if let refused = self.refuseWithoutKey(request) { return refused }
                 return try e2ee.invoke(request, blob: blob)
+            }
+            router.get("/chutes/{chute}/evidence") { request, context in
+                self.record(request, body: [])
+                if let refused = self.refuseWithoutKey(request) { return refused }
+                return try e2ee.evidence(
+                    chuteID: try context.parameters.require("chute"),
+                    nonces: request.uri.queryParameters.getAll("nonce"))
             }
         }
         router.get("/metrics") { _, _ in
