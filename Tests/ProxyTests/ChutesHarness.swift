@@ -61,6 +61,12 @@ struct ChutesHarness {
     let chutes: StubUpstream
     let chutesPort: Int
     let caFile: String
+    /// With `e2ee`: the stub's relay and dev instance (its TDX platform, certificate and PCCS stand-in).
+    let relay: ChutesE2EEDevRelay?
+    /// With `e2ee`: the port of the relay's PCCS stand-in (plain HTTP on 127.0.0.1).
+    let pccsPort: Int?
+    /// With `e2ee`: where the relay's root CA and measurements files were written.
+    let devPKIDir: String?
 
     var environment: [String: String] {
         [
@@ -69,31 +75,61 @@ struct ChutesHarness {
         ]
     }
 
-    /// The same, with the proxy sending completions through Chutes' E2EE transport to the stub's dev instance.
+    /// The same, with the proxy sending completions through Chutes' E2EE transport to the stub's dev instance,
+    /// and (when run with `e2ee`) verifying that instance's quotes against the relay's dev PKI: its PCCS stand-in,
+    /// root CA and measurements (SPEC §7.2).
     var e2eeEnvironment: [String: String] {
-        environment.merging(["CHUTES_E2EE": "1", "CHUTES_E2E_BASE_URL": "https://localhost:\(chutesPort)"]) { $1 }
+        var e2ee = ["CHUTES_E2EE": "1", "CHUTES_E2E_BASE_URL": "https://localhost:\(chutesPort)"]
+        if let pccsPort, let devPKIDir {
+            e2ee["PCCS_URL"] = "http://127.0.0.1:\(pccsPort)"
+            e2ee["TDX_ROOT_CA_FILE"] = devPKIDir + "/" + ChutesE2EEDevRelay.rootPEMFileName
+            e2ee["CHUTES_TDX_MEASUREMENTS_FILE"] = devPKIDir + "/" + ChutesE2EEDevRelay.measurementsFileName
+        }
+        return environment.merging(e2ee) { $1 }
     }
 
     /// Starts the TLS stub; `stubKey` is the key it accepts (the proxy is given `apiKey`); with `e2ee` the stub
-    /// also plays Chutes' E2EE relay and instance.
+    /// also plays Chutes' E2EE relay and instance, and its PCCS stand-in runs too, with the root CA and
+    /// measurements files written to a temporary directory (as `stub-vllm --pccs-port --dev-pki-dir` does).
     static func run<T: Sendable>(
         stubKey: String = apiKey, e2ee: Bool = false, _ body: (ChutesHarness) async throws -> T
     ) async throws -> T {
         let pki = try TestPKI()
         let caFile = try pki.writeCA()
         defer { try? FileManager.default.removeItem(atPath: caFile) }
-        let stub = StubUpstream(apiKey: stubKey, e2ee: e2ee ? try ChutesE2EEDevRelay() : nil)
+        let relay = e2ee ? try ChutesE2EEDevRelay() : nil
+        let stub = StubUpstream(apiKey: stubKey, e2ee: relay)
         let tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(pki.leafPEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.leafKeyPEM.utf8), format: .pem)))
         let server = try HTTPServerBuilder.tls(StubUpstream.server, tlsConfiguration: tls)
+        let quiet = { (label: String) in Logger(label: label, factory: { _ in SwiftLogNoOpLogHandler() }) }
         // Tests run the proxy inside `body`, so the proxy and its clients are gone before this stub stops.
+        func runStub(pccsPort: Int?, devPKIDir: String?) async throws -> T {
+            try await withRunningApp(drainLimit: abandonedAnswersDrainLimit) { onRunning in
+                Application(
+                    router: stub.router(), server: server,
+                    configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: onRunning,
+                    logger: quiet("chutes"))
+            } _: { port in
+                try await body(
+                    ChutesHarness(
+                        chutes: stub, chutesPort: port, caFile: caFile, relay: relay, pccsPort: pccsPort,
+                        devPKIDir: devPKIDir))
+            }
+        }
+        guard let relay else { return try await runStub(pccsPort: nil, devPKIDir: nil) }
+        let devPKIDir = FileManager.default.temporaryDirectory.appendingPathComponent("chutes-pki-\(UUID().uuidString)")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: devPKIDir) }
+        try relay.writeDevPKI(to: devPKIDir)
+        // The PCCS stand-in outlives the stub: it stops last, the same graceful way.
         return try await withRunningApp(drainLimit: abandonedAnswersDrainLimit) { onRunning in
             Application(
-                router: stub.router(), server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                onServerRunning: onRunning, logger: Logger(label: "chutes", factory: { _ in SwiftLogNoOpLogHandler() }))
-        } _: { port in
-            try await body(ChutesHarness(chutes: stub, chutesPort: port, caFile: caFile))
+                router: relay.pccs.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: onRunning, logger: quiet("pccs"))
+        } _: { pccsPort in
+            try await runStub(pccsPort: pccsPort, devPKIDir: devPKIDir)
         }
     }
 }
