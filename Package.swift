@@ -265,8 +265,9 @@ let package = Package(
         .testTarget(
             name: "ProxyTests",
             dependencies: [
-                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE", "E2EE", "TDXVerifier",
+                "VLLMProxy", "DevStubs", "Signing", "JSON", "SSE", "E2EE", "TDXVerifier", "TDXCollateral",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
