@@ -58,7 +58,7 @@ public enum ChutesMode: Sendable {
                     + "CHUTES_TEE_ONLY) needs the measurements they may run")
         }
         let attestation = policy.map { policy in
-            Self.attestationSetup(settings, policy: policy, verification: verification, timeout: timeout)
+            Self.attestationSetup(settings, policy: policy, verification: verification)
         }
         let chutesTransport = ChutesE2EETransport(
             baseURL: settings.baseURL, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
@@ -77,8 +77,7 @@ public enum ChutesMode: Sendable {
     /// The instance verifier: quotes against the TDX root with collateral from `PCCS_URL` (its own client, with
     /// the system's trust roots only), GPU reports against the NVIDIA root.
     private static func attestationSetup(
-        _ settings: ProxyConfig.ChutesSettings, policy: MeasurementPolicy, verification: VerificationSettings?,
-        timeout: Duration
+        _ settings: ProxyConfig.ChutesSettings, policy: MeasurementPolicy, verification: VerificationSettings?
     ) -> ChutesAttestationSetup {
         // The pinned roots and Phala's PCCS when the caller has no settings (tests of other parts).
         let verification = verification ?? (try! VerificationSettings.read { _ in nil })
