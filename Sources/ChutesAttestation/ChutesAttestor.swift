@@ -86,6 +86,9 @@ public actor ChutesAttestor: ChutesInstanceGate {
         observer?.cachedInstances(cachedCount)
     }
 
+    /// Chutes remembered (verified sets and recent failures), for tests.
+    var chuteCount: Int { chutes.count }
+
     /// Verified instances cached now, over every chute.
     public var cachedCount: Int { chutes.values.reduce(0) { $0 + $1.instances.count } }
 
@@ -108,9 +111,21 @@ public actor ChutesAttestor: ChutesInstanceGate {
             await task.value
             return
         }
+        if chutes[chuteID] == nil { makeRoom() }
         let task = Task { await self.refresh(chuteID) }
         chutes[chuteID, default: ChuteState()].inFlight = task
         await task.value
+    }
+
+    /// Most chutes remembered: a model name that looks like a chute id is tried as one, so a token holder could
+    /// otherwise grow this map with made-up ids. Chutes with nothing verified go first, then any not fetching.
+    static let maxChutes = 1024
+
+    private func makeRoom() {
+        guard chutes.count >= Self.maxChutes else { return }
+        let idle = chutes.filter { $0.value.inFlight == nil }
+        guard let victim = idle.first(where: { $0.value.instances.isEmpty }) ?? idle.first else { return }
+        chutes[victim.key] = nil
     }
 
     /// One evidence fetch with a fresh nonce; a successful answer replaces the chute's verified set (an instance

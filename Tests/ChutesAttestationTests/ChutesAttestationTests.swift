@@ -358,6 +358,15 @@ final class TestClock: Sendable {
         #expect(relay.fetches == 3)
     }
 
+    @Test func madeUpChuteIDsCannotGrowTheCacheWithoutBound() async throws {
+        relay.state.withLock { $0.fail = .directoryStatus(404) }
+        let attestor = try attestor()
+        for index in 0..<(ChutesAttestor.maxChutes + 100) {
+            _ = try? await attestor.admission(chuteID: "made-up-\(index)", renew: false)
+        }
+        #expect(await attestor.chuteCount <= ChutesAttestor.maxChutes)
+    }
+
     @Test func renewalsAreRateLimited() async throws {
         relay.state.withLock { $0.key = Self.realKey }
         let attestor = try attestor()
