@@ -367,3 +367,53 @@ def test_collateral_fetched_from_a_pccs(dev):
     finally:
         standin.terminate()
         standin.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- the chain to Chutes (SPEC §7.2)
+
+
+@pytest.fixture(scope="module")
+def chutes_chain(stack, dev):
+    """A proxy on the dev agent (no TLS binding, reached over http) sealing to the Chutes stand-in's instances,
+    which it verifies against the stand-in's synthetic TDX PKI."""
+    from chutes_e2ee_stub import ChutesE2EEStub
+    from test_chutes import write_ca_and_leaf
+
+    key = "cpk-verify-chain-" + secrets.token_hex(16)
+    ca, leaf, leaf_key = write_ca_and_leaf(dev["tmp"])
+    relay = ChutesE2EEStub(key, leaf, leaf_key).start()
+    try:
+        proxy = stack.start_proxy(
+            "verify-proxy-chutes", DSTACK_SIMULATOR_ENDPOINT=str(dev["tmp"] / "dstack.sock"), TLS_CERT_PATH="",
+            CHUTES_ENABLED="1", CHUTES_API_KEY=key, CHUTES_BASE_URL=relay.url, CHUTES_E2E_BASE_URL=relay.url,
+            CHUTES_CA_FILE=str(ca), CHUTES_E2EE="1", **relay.verification_env())
+        yield relay, proxy
+    finally:
+        relay.stop()
+
+
+def test_the_chain_to_chutes_instances_verifies_against_the_attested_key(dev, chutes_chain):
+    relay, proxy = chutes_chain
+    relay.reset()
+    code, result = verify(dev, proxy.base_url, *expect_code(dev), "--chutes-model", "stub-e2e-model")
+    assert code == 0, result
+    assert checks(result)["chutes_chain"] is True
+    # The verdict answered verify's own nonce: the relay was asked for evidence with it.
+    assert result["chutes_chain"]["nonce"] in relay.evidence_nonces
+    # A receipt of a Chutes answer: its record (chutes_attestation included) is signed by the attested key.
+    r = proxy.post("/v1/chutes/chat/completions", json.dumps(
+        {"model": "stub-e2e-model", "messages": [{"role": "user", "content": "chain receipt"}]}).encode())
+    assert r.status_code == 200, r.text
+    code, result = verify(dev, proxy.base_url, *expect_code(dev), "--receipt", r.json()["id"])
+    assert code == 0, result
+    assert result["receipt_record"]["chutes_attestation"]["verified"] is True
+
+
+def test_a_chain_whose_instances_fail_verification_fails(dev, chutes_chain):
+    relay, proxy = chutes_chain
+    relay.reset()
+    relay.evidence_fault = "measurement"
+    code, result = verify(dev, proxy.base_url, *expect_code(dev), "--chutes-model", "stub-e2e-model")
+    assert code == 1 and failed(result) == {"chutes_chain"}, result
+    code, result = verify(dev, proxy.base_url, *expect_code(dev), "--chutes-model", "no-such-model")
+    assert code == 1 and failed(result) == {"chutes_chain"}, result

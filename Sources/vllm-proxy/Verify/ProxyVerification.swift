@@ -37,6 +37,8 @@ struct ProxyVerification {
         let expected: Expectations
         let allowNoGPU: Bool
         let receiptID: String?
+        /// A Chutes model whose `/v1/attestation/chain` verdict must be signed by the attested key and pass.
+        var chutesModel: String? = nil
     }
 
     /// One check's result.
@@ -245,6 +247,60 @@ struct ProxyVerification {
         if let receiptID = plan.receiptID {
             await checkReceipt(receiptID, report: report, record)
         }
+        if let model = plan.chutesModel {
+            await checkChutesChain(model, report: report, record)
+        }
+    }
+
+    /// The chain's second hop (SPEC §7.2): the proxy's own verdict on the model's Chutes instances for a fresh
+    /// nonce, signed over its canonical JSON by the key this run just attested. It rests on the proxy's
+    /// verification of those instances; `verify` does not re-verify the instances' quotes itself.
+    private func checkChutesChain(_ model: String, report: Report, _ record: Record) async {
+        let nonce = Hex.encode(SecureRandom.bytes(32))
+        let encoded = model.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model
+        let url =
+            plan.baseURL
+            + "/v1/attestation/chain?model=\(encoded)&nonce=\(nonce)&signing_algo=\(plan.signingAlgo)&verify_mode=proxy"
+        progress("fetching the attestation chain of \(model)")
+        do {
+            let response = try await AttestedFetch.get(url, bearer: plan.token)
+            guard response.status == 200, let object = try? JSONValue(parsing: response.body),
+                let receipt = object["verification_receipt"], let payload = receipt["payload"],
+                let signature = receipt["signature"]?.stringValue
+            else {
+                record.add("chutes_chain", false, "no verification receipt for \(model) (HTTP \(response.status))")
+                return
+            }
+            let text = String(decoding: payload.canonicalSerialized(), as: UTF8.self)
+            guard report.verifies(signature: signature, text: text) else {
+                record.add(
+                    "chutes_chain", false, "the chain's verdict is not signed by the attested \(plan.signingAlgo) key")
+                return
+            }
+            guard payload["nonce"]?.stringValue == nonce, payload["model"]?.stringValue == model else {
+                record.add("chutes_chain", false, "the signed verdict answers another nonce or model")
+                return
+            }
+            let results = payload["instance_results"]?.arrayValue ?? []
+            let passed = results.filter {
+                $0["quote_verified"] == true && $0["binding_verified"] == true && $0["error"] == .null
+            }
+            record.facts["chutes_chain"] = payload
+            guard payload["result"]?.stringValue == "pass", !passed.isEmpty else {
+                let errors = results.compactMap { $0["error"]?.stringValue }
+                record.add(
+                    "chutes_chain", false,
+                    "no instance of \(model) passed the proxy's verification (\(errors.joined(separator: ", ")))")
+                return
+            }
+            let statuses = Set(passed.compactMap { $0["tcb_status"]?.stringValue }).sorted().joined(separator: ", ")
+            record.add(
+                "chutes_chain", true,
+                "\(passed.count) of \(results.count) instances of \(model) verified by the attested proxy (\(statuses))"
+            )
+        } catch {
+            record.add("chutes_chain", false, "\(error)")
+        }
     }
 
     private func verifyQuote(_ quote: TDXQuote, bytes: [UInt8], now: Int64, _ record: Record) async {
@@ -344,7 +400,21 @@ struct ProxyVerification {
                 return
             }
             record.facts["receipt_text"] = .string(text)
-            record.add("receipt", true, "\(id): \(text) signed by the attested key")
+            // The record's other fields (upstream, Chutes transport and attestation) are covered by
+            // record_signature (SPEC §5); records the Python implementation wrote have none.
+            if let stored = object["record"], let recordSignature = object["record_signature"]?.stringValue {
+                guard
+                    report.verifies(
+                        signature: recordSignature, text: String(decoding: stored.canonicalSerialized(), as: UTF8.self))
+                else {
+                    record.add("receipt", false, "the record's record_signature is not by the attested key")
+                    return
+                }
+                record.facts["receipt_record"] = stored
+                record.add("receipt", true, "\(id): \(text) and its record signed by the attested key")
+                return
+            }
+            record.add("receipt", true, "\(id): \(text) signed by the attested key (no record_signature)")
         } catch {
             record.add("receipt", false, "\(error)")
         }

@@ -56,6 +56,10 @@ struct Verify: AsyncParsableCommand {
     var allowNoGPU = false
     @Option(help: "A chat id whose signature record must verify against the attested key.")
     var receipt: String?
+    @Option(
+        name: .customLong("chutes-model"),
+        help: "A Chutes model whose /v1/attestation/chain verdict must pass, signed by the attested key.")
+    var chutesModel: String?
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
@@ -121,7 +125,10 @@ struct Verify: AsyncParsableCommand {
         } else {
             nvidiaRoot = try NvidiaDeviceRootCA.trustRoot()
         }
-        return ProxyVerification.Plan(
+        if let chutesModel, chutesModel.isEmpty || chutesModel.utf8.count > 256 {
+            throw ValidationError("--chutes-model must be a model name")
+        }
+        var plan = ProxyVerification.Plan(
             baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url,
             token: token ?? environment["TOKEN"],
             signingAlgo: algo,
@@ -135,5 +142,7 @@ struct Verify: AsyncParsableCommand {
             allowNoGPU: allowNoGPU,
             receiptID: receipt
         )
+        plan.chutesModel = chutesModel
+        return plan
     }
 }
