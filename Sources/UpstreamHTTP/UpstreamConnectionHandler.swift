@@ -67,7 +67,14 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     /// Starts an exchange on this (idle) connection.
     func start(_ exchange: Exchange) {
         guard case .idle = state, let context, context.channel.isActive else {
+            // Closed before a byte was written: the upstream cannot have read any of it.
             retryOrFail(exchange, .connectionClosed)
+            return
+        }
+        // Its client left while it waited: never sent, and the connection serves someone else.
+        guard !exchange.cancelled else {
+            exchange.fail(.cancelled)
+            callbacks.reusable(self)
             return
         }
         exchange.connection = context.channel
@@ -187,7 +194,12 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
         cancelTimer()
         switch previous {
         case .awaitingHead(let exchange):
-            if responseBytesSeen { exchange.fail(error) } else { retryOrFail(exchange, error) }
+            if Self.mayHaveGoneUnread(after: error, answered: responseBytesSeen, sentFor: NIODeadline.now() - lastRead)
+            {
+                retryOrFail(exchange, error)
+            } else {
+                exchange.fail(error)
+            }
         case .collecting(let exchange, _, _, _):
             exchange.fail(error)
         case .streaming(_, let source):
@@ -200,8 +212,23 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
         context.close(promise: nil)
     }
 
+    /// How soon after sending a request the close of its reused connection must come for the request to be
+    /// sent again. The upstream closing an idle keep-alive connection just as a request is sent on it (uvicorn
+    /// after 5 s) shows up within a round trip; a close long after is an upstream that read the request and then
+    /// hung up (crashed, or a middlebox gave up on it), which must not get it twice.
+    static let crossedCloseWindow: TimeAmount = .seconds(1)
+
+    /// Whether a request sent on a reused connection, which then failed with `error` before its answer
+    /// completed, may not have been read by the upstream — the one case it is sent again (SPEC §2). Only the
+    /// upstream hanging up, with no byte of an answer, soon after the request was sent: a read timeout, a
+    /// malformed answer or any answer byte means it was read, and may be running.
+    static func mayHaveGoneUnread(after error: UpstreamHTTPError, answered: Bool, sentFor elapsed: TimeAmount) -> Bool {
+        error == .connectionClosed && !answered && elapsed < crossedCloseWindow
+    }
+
     /// A keep-alive connection the upstream closed while idle fails the next request before any answer: that
-    /// request never reached the upstream's handler, so it is sent once more on a fresh connection.
+    /// request never reached the upstream's handler, so it is sent once more on a fresh connection. Only once,
+    /// and never after the caller cancelled.
     private func retryOrFail(_ exchange: Exchange, _ error: UpstreamHTTPError) {
         guard servedBefore, !exchange.retried, !exchange.cancelled else {
             exchange.fail(exchange.cancelled ? .cancelled : error)

@@ -39,37 +39,13 @@ public final class UpstreamConnectionPool: Sendable {
     private let sslContext: NIOSSLContext?
     private let open = Atomic<Int>(0)
     private let peak = Atomic<Int>(0)
-    private let waiters = Mutex<Waiters>(Waiters())
+    private let waiters: Mutex<Waiters>
+    /// `waiters.count`, stored under its lock: a finished exchange checks it without taking the lock.
+    private let waiting = Atomic<Int>(0)
     private let shutDown = Atomic<Bool>(false)
     /// The endpoint's address when its host is an IP literal: no resolver round trip (a thread hop through
     /// getaddrinfo) for each new connection.
     private let address: SocketAddress?
-
-    private struct Waiters {
-        var queue: [Exchange] = []
-        var head = 0
-        var isEmpty: Bool { head == queue.count }
-
-        mutating func append(_ exchange: Exchange) { queue.append(exchange) }
-
-        /// The longest-waiting exchange of `eventLoop`, if any.
-        mutating func popFirst(on eventLoop: any EventLoop) -> Exchange? {
-            guard let index = queue[head...].firstIndex(where: { $0.eventLoop === eventLoop }) else { return nil }
-            if index == head { return popFirst() }
-            return queue.remove(at: index)
-        }
-
-        mutating func popFirst() -> Exchange? {
-            guard head < queue.count else { return nil }
-            let exchange = queue[head]
-            head += 1
-            if head == queue.count {
-                queue.removeAll(keepingCapacity: true)
-                head = 0
-            }
-            return exchange
-        }
-    }
 
     public init(
         endpoint: UpstreamEndpoint, configuration: Configuration = .init(),
@@ -86,7 +62,8 @@ public final class UpstreamConnectionPool: Sendable {
             self.sslContext = nil
         }
         self.address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port)
-        self.loops = group.makeIterator().map { LoopPool(eventLoop: $0) }
+        self.loops = group.makeIterator().enumerated().map { LoopPool(eventLoop: $1, index: $0) }
+        self.waiters = Mutex(Waiters(loops: loops.count))
         for pool in loops {
             let idleTimeout = configuration.idleTimeout
             pool.eventLoop.execute { pool.startSweeping(every: idleTimeout) }
@@ -94,7 +71,9 @@ public final class UpstreamConnectionPool: Sendable {
     }
 
     /// Sends `head` (+ `body`) and returns once the head arrived — with the whole body for `.collect`.
-    /// Cancelling the calling task fails the exchange with `.cancelled` and closes its connection.
+    /// At the cap it first waits for a connection, for at most `readTimeout` (then `.poolTimeout`).
+    /// Cancelling the calling task fails the exchange with `.cancelled`: a waiting one is never sent, one in
+    /// flight closes its connection.
     public func execute(
         _ head: HTTPRequestHead, body: ByteBuffer?, mode: UpstreamResponseMode, readTimeout: TimeAmount
     ) async throws -> UpstreamHTTPResponse {
@@ -104,7 +83,8 @@ public final class UpstreamConnectionPool: Sendable {
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body?.readableBytes ?? 0))
         let pool = currentPool()
         let exchange = Exchange(
-            head: head, body: body, mode: mode, readTimeout: readTimeout, eventLoop: pool.eventLoop)
+            head: head, body: body, mode: mode, readTimeout: readTimeout, eventLoop: pool.eventLoop,
+            loopIndex: pool.index)
         if pool.eventLoop.inEventLoop {
             start(exchange, on: pool)
         } else {
@@ -113,7 +93,7 @@ public final class UpstreamConnectionPool: Sendable {
         return try await withTaskCancellationHandler {
             try await exchange.promise.futureResult.get()
         } onCancel: {
-            exchange.cancel()
+            exchange.eventLoop.execute { self.cancel(exchange) }
         }
     }
 
@@ -123,8 +103,11 @@ public final class UpstreamConnectionPool: Sendable {
         for pool in loops {
             try? await pool.eventLoop.submit { pool.closeAll() }.get()
         }
-        while let exchange = waiters.withLock({ $0.popFirst() }) {
-            exchange.eventLoop.execute { exchange.fail(.shutDown) }
+        while let exchange = withWaiters({ $0.popFirst() }) {
+            exchange.eventLoop.execute {
+                exchange.stopWaitTimer()
+                exchange.fail(.shutDown)
+            }
         }
     }
 
@@ -132,6 +115,8 @@ public final class UpstreamConnectionPool: Sendable {
     public var openConnections: Int { open.load(ordering: .relaxed) }
     /// The most connections open at once so far.
     public var peakConnections: Int { peak.load(ordering: .relaxed) }
+    /// Requests waiting for a connection (for tests).
+    var waitingRequests: Int { waiting.load(ordering: .relaxed) }
 
     // MARK: Internals (on the pool's event loop)
 
@@ -143,6 +128,18 @@ public final class UpstreamConnectionPool: Sendable {
         return loops.first { $0.eventLoop === next } ?? loops[0]
     }
 
+    /// The waiter line, its count mirrored for lock-free reads. Sequentially consistent: a waiter joining the line
+    /// then looking for idle connections, and a connection turning idle then looking for waiters, cannot both
+    /// miss each other (see `wait` and `reusable`).
+    @discardableResult
+    private func withWaiters<T>(_ body: (inout Waiters) -> T) -> T {
+        waiters.withLock { waiters in
+            let result = body(&waiters)
+            waiting.store(waiters.count, ordering: .sequentiallyConsistent)
+            return result
+        }
+    }
+
     private func start(_ exchange: Exchange, on pool: LoopPool, fresh: Bool = false) {
         guard !exchange.cancelled else { return exchange.fail(.cancelled) }
         guard !shutDown.load(ordering: .relaxed) else { return exchange.fail(.shutDown) }
@@ -150,19 +147,43 @@ public final class UpstreamConnectionPool: Sendable {
             handler.start(exchange)
             return
         }
-        guard reserveConnection() else {
-            waiters.withLock { $0.append(exchange) }
-            // A connection may have closed between the check and the append: look again.
-            if reserveConnection() {
-                if let waiter = waiters.withLock({ $0.popFirst() }) {
-                    connect(for: waiter)
-                } else {
-                    releaseConnection()
-                }
-            }
-            return
-        }
+        guard reserveConnection() else { return wait(exchange, on: pool) }
         connect(for: exchange)
+    }
+
+    /// At the cap: the exchange waits in line for a slot or a connection of its loop, for at most its read
+    /// timeout (`UPSTREAM_TIMEOUT_SECONDS`; a wait that long is an upstream not answering in time too).
+    private func wait(_ exchange: Exchange, on pool: LoopPool) {
+        exchange.waitTimer = pool.eventLoop.scheduleTask(in: exchange.readTimeout) { [self] in
+            // Already taken from the line: a slot or connection is on its way to it.
+            guard withWaiters({ $0.remove(exchange) }) else { return }
+            exchange.waitTimer = nil
+            exchange.fail(.poolTimeout)
+        }
+        withWaiters { $0.append(exchange) }
+        // A slot freed between the check and the joining (its release found nobody waiting) goes to the line.
+        if reserveConnection() { passSlot() }
+        // Connections serve only their own loop: every open one may be idle on other loops, where no finishing
+        // exchange would ever hand it over. One of them is closed, and its slot comes to the line.
+        for other in loops where other !== pool && other.idleCount.load(ordering: .sequentiallyConsistent) > 0 {
+            other.eventLoop.execute { self.shedIdle(other) }
+            break
+        }
+    }
+
+    /// The caller's task was cancelled (on the exchange's loop, so ordered with `start`): a waiting exchange
+    /// leaves the line and is never sent; one in flight drops its connection (its state is unknown
+    /// mid-exchange, so it is never reused).
+    private func cancel(_ exchange: Exchange) {
+        // Already answered: the connection may be back in the pool serving someone else by now.
+        guard !exchange.completed else { return }
+        exchange.cancelled = true
+        if exchange.waitTimer != nil {
+            withWaiters { $0.remove(exchange) }
+            exchange.stopWaitTimer()
+        }
+        exchange.fail(.cancelled)
+        exchange.connection?.close(promise: nil)
     }
 
     private func reserveConnection() -> Bool {
@@ -179,42 +200,69 @@ public final class UpstreamConnectionPool: Sendable {
         return false
     }
 
-    /// A connection closed: its slot goes to the longest waiter, if any.
-    private func releaseConnection() {
-        open.subtract(1, ordering: .relaxed)
-        guard let waiter = waiters.withLock({ $0.popFirst() }) else { return }
-        waiter.eventLoop.execute {
-            guard let pool = self.loops.first(where: { $0.eventLoop === waiter.eventLoop }) else { return }
-            self.start(waiter, on: pool, fresh: true)
+    /// A connection slot came free (a connection closed, or a reservation went unused): it passes straight to
+    /// the longest waiter, which connects on its own loop; with nobody waiting it is released. Decided under the
+    /// line's lock, so a request joining the line meanwhile either is found here or finds the slot released.
+    private func passSlot() {
+        let waiter = withWaiters { waiters -> Exchange? in
+            if let waiter = waiters.popFirst() { return waiter }
+            open.subtract(1, ordering: .relaxed)
+            return nil
+        }
+        guard let waiter else { return }
+        if waiter.eventLoop.inEventLoop {
+            connectWaiter(waiter)
+        } else {
+            waiter.eventLoop.execute { self.connectWaiter(waiter) }
+        }
+    }
+
+    /// On the waiter's loop, with a slot reserved for it.
+    private func connectWaiter(_ waiter: Exchange) {
+        waiter.stopWaitTimer()
+        // Its client left after it was taken from the line: the slot goes on to the next waiter.
+        guard !waiter.cancelled, !waiter.completed else { return passSlot() }
+        guard !shutDown.load(ordering: .relaxed) else {
+            waiter.fail(.shutDown)
+            return passSlot()
+        }
+        connect(for: waiter)
+    }
+
+    /// On `pool`'s loop while requests wait: an idle connection serves a waiter of its own loop, or closes so
+    /// that its slot goes to the longest waiter (`closed` → `passSlot`).
+    private func shedIdle(_ pool: LoopPool) {
+        guard waiting.load(ordering: .sequentiallyConsistent) > 0,
+            let handler = pool.takeIdle(maxAge: configuration.idleTimeout)
+        else { return }
+        if let waiter = withWaiters({ $0.popFirst(onLoop: pool.index) }) {
+            waiter.stopWaitTimer()
+            handler.start(waiter)
+        } else {
+            handler.retire()
         }
     }
 
     /// Opens a connection (a slot is already reserved) on the exchange's loop and starts the exchange on it.
     private func connect(for exchange: Exchange) {
         let eventLoop = exchange.eventLoop
-        guard let pool = loops.first(where: { $0.eventLoop === eventLoop }) else {
-            releaseConnection()
-            return exchange.fail(.shutDown)
-        }
+        let pool = loops[exchange.loopIndex]
         let sslContext = self.sslContext
         let resolved = self.address
         // SNI names a host, never an IP literal.
         let serverHostname = resolved == nil ? endpoint.host : nil
         let callbacks = UpstreamConnectionHandler.Callbacks(
             reusable: { handler in
-                // At the cap, a freed connection serves a waiter of its own loop; failing that, closing it hands
-                // the slot to the longest waiter, which connects on its own loop (an exchange never leaves its
-                // loop).
-                guard self.waiters.withLock({ !$0.isEmpty }) else { return pool.putIdle(handler) }
-                if let waiter = self.waiters.withLock({ $0.popFirst(on: eventLoop) }) {
-                    handler.start(waiter)
-                } else {
-                    handler.retire()
-                }
+                pool.putIdle(handler)
+                // Looked at only once the connection is listed as idle, as a joining waiter looks at idle
+                // connections only once it is in line: one of the two sees the other. At the cap, the freed
+                // connection serves a waiter of its own loop, or closes so that its slot goes to the longest
+                // waiter, who connects on its own loop (an exchange never leaves its loop).
+                if self.waiting.load(ordering: .sequentiallyConsistent) > 0 { self.shedIdle(pool) }
             },
             closed: { handler in
                 pool.remove(handler)
-                self.releaseConnection()
+                self.passSlot()
             },
             retry: { exchange in self.start(exchange, on: pool, fresh: true) })
         ClientBootstrap(group: eventLoop)
@@ -242,17 +290,16 @@ public final class UpstreamConnectionPool: Sendable {
                     guard
                         let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
                     else {
+                        // Without its handler the channel's close reports to nobody: the slot is passed on here.
                         channel.close(promise: nil)
+                        self.passSlot()
                         return exchange.fail(.connectionClosed)
                     }
-                    if exchange.cancelled {
-                        exchange.fail(.cancelled)
-                        channel.close(promise: nil)
-                    } else {
-                        handler.start(exchange)
-                    }
+                    // An exchange cancelled meanwhile is failed there, unsent, and the new connection serves the
+                    // next waiter or goes idle.
+                    handler.start(exchange)
                 case .failure(let error):
-                    self.releaseConnection()
+                    self.passSlot()
                     exchange.fail(Self.connectError(error))
                 }
             }
@@ -270,15 +317,23 @@ public final class UpstreamConnectionPool: Sendable {
     }
 }
 
-/// The idle connections of one event loop; touched only on that loop.
+/// The idle connections of one event loop; touched only on that loop, but for `idleCount`.
 final class LoopPool: @unchecked Sendable {
     let eventLoop: any EventLoop
+    /// Its place in the pool's `loops` (and the waiter line of its loop).
+    let index: Int
     /// Most recently used last: reuse the warmest connection, let the coldest age out.
-    private var idle: [UpstreamConnectionHandler] = []
+    private var idle: [UpstreamConnectionHandler] = [] {
+        // Sequentially consistent: see `UpstreamConnectionPool.withWaiters`.
+        didSet { idleCount.store(idle.count, ordering: .sequentiallyConsistent) }
+    }
+    /// `idle.count`, for other loops: a waiter there looks for idle connections to have one closed for it.
+    let idleCount = Atomic<Int>(0)
     private var sweeper: RepeatedTask?
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, index: Int) {
         self.eventLoop = eventLoop
+        self.index = index
     }
 
     func takeIdle(maxAge: TimeAmount) -> UpstreamConnectionHandler? {

@@ -8,6 +8,8 @@ public enum UpstreamHTTPError: Error, Sendable, Equatable {
     case connectionClosed
     /// No byte arrived from the upstream for the read timeout.
     case readTimeout
+    /// At the connection cap, no connection came free within the read timeout; nothing was sent.
+    case poolTimeout
     /// A collected (non-streamed) body exceeded the caller's limit.
     case bodyTooLarge(limit: Int)
     /// The response was not valid HTTP/1.1.

@@ -11,6 +11,7 @@ import Synchronization
 ///   /silent          never answers
 ///   /stall           a chunked head and one chunk, then nothing
 ///   /slow/MS         answers /json's body after MS milliseconds
+///   /hangup/MS       reads the request, then closes the connection after MS milliseconds without answering
 final class TestServer: Sendable {
     let port: Int
     private let channel: any Channel
@@ -90,7 +91,8 @@ final class TestServer: Sendable {
         }
 
         private func answer(_ context: ChannelHandlerContext) {
-            let parts = path.split(separator: "/")
+            // A query only tells requests apart in a test; the answer depends on the path.
+            let parts = path.prefix { $0 != "?" }.split(separator: "/")
             switch parts.first {
             case "json"?:
                 send(context, body: TestServer.json)
@@ -114,6 +116,10 @@ final class TestServer: Sendable {
                     let (handler, context) = loopBound.value
                     handler.send(context, body: TestServer.json)
                 }
+            case "hangup"?:
+                let delay = parts.count > 1 ? Int64(parts[1]) ?? 100 : 100
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                context.eventLoop.scheduleTask(in: .milliseconds(delay)) { loopBound.value.close(promise: nil) }
             case "chunked"?:
                 let count = parts.count > 1 ? Int(parts[1]) ?? 3 : 3
                 var head = HTTPResponseHead(version: .http1_1, status: .ok)

@@ -65,10 +65,10 @@ public struct ProxyServices: Sendable {
             configuration: .init(maxConnections: config.upstreamMaxConnections))
         self.vllm = Upstream(
             name: .vllm, baseURL: config.vllmBaseURL, authorization: nil, pool: vllmPool,
-            timeout: config.upstreamTimeout)
+            timeout: config.upstreamTimeout, maxResponseBytes: config.upstreamMaxResponseBytes)
         self.chutes = ChutesMode.decide(
             config.chutes, verification: config.verification, timeout: config.upstreamTimeout,
-            maxConnections: config.upstreamMaxConnections,
+            maxConnections: config.upstreamMaxConnections, maxResponseBytes: config.upstreamMaxResponseBytes,
             metrics: metrics)
         self.trafficControl = TrafficControl(maxBasicInFlight: config.basicMaxRequest, maxAge: config.metricsMaxAge)
         self.metrics = metrics

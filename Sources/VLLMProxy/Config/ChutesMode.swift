@@ -16,7 +16,7 @@ public enum ChutesMode: Sendable {
     /// Judges the settings; only a fully valid configuration builds an upstream (and its one pooled client).
     public static func decide(
         _ settings: ProxyConfig.ChutesSettings, verification: VerificationSettings? = nil, timeout: Duration,
-        maxConnections: Int = 16384, metrics: ProxyMetrics = .init()
+        maxConnections: Int = 16384, maxResponseBytes: Int = 16 << 20, metrics: ProxyMetrics = .init()
     ) -> ChutesMode {
         guard settings.enabled else { return .disabled }
         guard let key = settings.apiKey, !key.isEmpty else { return .misconfigured("CHUTES_API_KEY is not set") }
@@ -71,7 +71,7 @@ public enum ChutesMode: Sendable {
         return .enabled(
             Upstream(
                 name: .chutes, baseURL: settings.baseURL, authorization: "Bearer \(key)", pool: pool,
-                timeout: timeout, transport: transport))
+                timeout: timeout, maxResponseBytes: maxResponseBytes, transport: transport))
     }
 
     /// The instance verifier: quotes against the TDX root with collateral from `PCCS_URL` (its own client, with

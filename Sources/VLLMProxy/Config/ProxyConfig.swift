@@ -36,6 +36,8 @@ public struct ProxyConfig: Sendable {
     /// Most open connections to one upstream (each upstream has its own pool).
     public var upstreamMaxConnections: Int
     public var maxBodyBytes: Int
+    /// Largest upstream answer held whole (non-streamed: to hash, sign, seal or read it); beyond it 502.
+    public var upstreamMaxResponseBytes: Int
     /// Server-side limits of each client connection (head, body, keep-alive idle).
     public var connectionLimits: ConnectionLimits
     /// Attestation requests that may wait for GPU evidence behind the one being collected.
@@ -154,6 +156,9 @@ public struct ProxyConfig: Sendable {
             "UPSTREAM_MAX_CONNECTIONS", 16384, 1...1_048_576,
             "most concurrent connections to one upstream; more requests wait for one"),
         .integer("MAX_BODY_BYTES", 10_485_760, 1...268_435_456, "largest request body accepted"),
+        .integer(
+            "UPSTREAM_MAX_RESPONSE_BYTES", 16_777_216, 1024...1_073_741_824,
+            "largest upstream answer held whole (non-streamed); beyond it 502 upstream_unavailable"),
         .seconds("HEADER_TIMEOUT_SECONDS", 10, 1...300, "a request head must arrive within this"),
         .seconds("BODY_TIMEOUT_SECONDS", 60, 1...3600, "a whole request body must arrive within this, else 408"),
         .seconds("IDLE_TIMEOUT_SECONDS", 60, 1...3600, "an idle keep-alive connection is closed after this"),
@@ -237,6 +242,7 @@ public struct ProxyConfig: Sendable {
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS")
         self.upstreamMaxConnections = try integer("UPSTREAM_MAX_CONNECTIONS")
         self.maxBodyBytes = try integer("MAX_BODY_BYTES")
+        self.upstreamMaxResponseBytes = try integer("UPSTREAM_MAX_RESPONSE_BYTES")
         self.connectionLimits = ConnectionLimits(
             header: try seconds("HEADER_TIMEOUT_SECONDS"), body: try seconds("BODY_TIMEOUT_SECONDS"),
             idle: try seconds("IDLE_TIMEOUT_SECONDS"))
@@ -401,7 +407,8 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
                 "tlsCertPath": tlsCertPath as Any, "basicMaxRequest": basicMaxRequest,
                 "metricsPollInterval": metricsPollInterval, "metricsTimeout": metricsTimeout,
                 "metricsMaxAge": metricsMaxAge, "chutes": chutes, "upstreamTimeout": upstreamTimeout,
-                "maxBodyBytes": maxBodyBytes, "connectionLimits": connectionLimits,
+                "maxBodyBytes": maxBodyBytes, "upstreamMaxResponseBytes": upstreamMaxResponseBytes,
+                "connectionLimits": connectionLimits,
                 "attestationMaxWaiting": attestationMaxWaiting, "attestationTimeout": attestationTimeout,
                 "logLevel": logLevel, "pccsURL": verification.pccsURL,
                 "acceptedTCBStatuses": verification.acceptedTCBStatuses.sorted(),

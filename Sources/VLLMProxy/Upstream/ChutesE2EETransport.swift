@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import SSE
+import UpstreamHTTP
 
 /// How completions travel to an upstream: as plain HTTP(S), or sealed by Chutes' E2EE transport to the GPU
 /// instance. The pipeline does not know which: either way it gets a plain answer back.
@@ -193,16 +194,21 @@ public struct ChutesE2EETransport: Sendable {
                 attestation: receiptAttestation(invocation.attestation))
         }
         let sealed = try await upstream.collect(UpstreamResponse(response), logger: logger)
+        let json: [UInt8]
         do throws(ChutesE2EEError) {
-            let json = try invocation.responseKey.openResponse(sealed.readableBytesView)
-            let plain = UpstreamResponse(
-                status: 200, contentType: "application/json", body: .relayed(.bytes(ByteBuffer(bytes: json))))
-            return UpstreamAnswer(
-                response: plain, instanceID: invocation.instanceID,
-                attestation: receiptAttestation(invocation.attestation))
+            json = try invocation.responseKey.openResponse(sealed.readableBytesView)
         } catch {
             throw failure(error, logger: logger)
         }
+        // The opened answer is held whole like any other (SPEC §2, UPSTREAM_MAX_RESPONSE_BYTES), however well it
+        // compressed; the inflation itself stops at ChutesE2EEWire.maxPlaintextBytes.
+        guard json.count <= upstream.maxResponseBytes else {
+            throw upstream.mapError(UpstreamHTTPError.bodyTooLarge(limit: upstream.maxResponseBytes), logger: logger)
+        }
+        let plain = UpstreamResponse(
+            status: 200, contentType: "application/json", body: .relayed(.bytes(ByteBuffer(bytes: json))))
+        return UpstreamAnswer(
+            response: plain, instanceID: invocation.instanceID, attestation: receiptAttestation(invocation.attestation))
     }
 
     private func invoke(_ request: InvokeRequest, upstream: Upstream, logger: Logger) async throws

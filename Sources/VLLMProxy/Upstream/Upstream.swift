@@ -26,21 +26,25 @@ public final class Upstream: Sendable {
     let timeout: TimeAmount
     /// How completions travel (Chutes: TLS, or Chutes' own E2EE to the GPU instance).
     public let transport: UpstreamTransport
+    /// Largest answer held whole — non-streamed, to hash, sign, seal or read it (`UPSTREAM_MAX_RESPONSE_BYTES`);
+    /// beyond it `502 upstream_unavailable`.
+    let maxResponseBytes: Int
 
     public init(
         name: Name, baseURL: String, authorization: String?, pool: UpstreamConnectionPool, timeout: Duration,
-        transport: UpstreamTransport = .direct
+        maxResponseBytes: Int = 16 << 20, transport: UpstreamTransport = .direct
     ) {
         self.name = name
         self.baseURL = baseURL
         self.authorization = authorization
         self.pool = pool
         self.timeout = TimeAmount(timeout)
+        self.maxResponseBytes = maxResponseBytes
         self.transport = transport
     }
 
     /// Sends one request and returns once the response head has arrived — with the whole body when `stream`
-    /// is false (collected on the event loop, up to `maxBodyBytes`), else with a stream of it.
+    /// is false (collected on the event loop, up to `maxResponseBytes`), else with a stream of it.
     func send(
         _ method: HTTPMethod, path: String, body: ByteBuffer?, stream: Bool = false, timeout: Duration? = nil,
         logger: Logger
@@ -51,7 +55,7 @@ public final class Upstream: Sendable {
         let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
         do {
             let response = try await pool.execute(
-                head, body: body, mode: stream ? .stream : .collect(limit: Self.maxBodyBytes),
+                head, body: body, mode: stream ? .stream : .collect(limit: maxResponseBytes),
                 readTimeout: timeout.map(TimeAmount.init) ?? self.timeout)
             return UpstreamResponse(
                 status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
@@ -70,13 +74,11 @@ public final class Upstream: Sendable {
         }
     }
 
-    /// Largest non-streamed body held whole (to hash, sign or seal it).
-    static let maxBodyBytes = 64 << 20
-
-    /// Reads a whole (non-streamed) response body; transport failures map like `send`'s.
+    /// Reads a whole (non-streamed) response body, up to `maxResponseBytes`; transport failures map like
+    /// `send`'s.
     func collect(_ response: UpstreamResponse, logger: Logger) async throws(ProxyError) -> ByteBuffer {
         do {
-            return try await response.body.collect(upTo: Self.maxBodyBytes)
+            return try await response.body.collect(upTo: maxResponseBytes)
         } catch {
             throw mapError(error, logger: logger)
         }
@@ -130,9 +132,26 @@ public final class Upstream: Sendable {
             logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
             return .upstreamTimeout(name.rawValue)
         }
+        if (error as? UpstreamHTTPError) == .poolTimeout {
+            // Nothing was sent: every connection stayed busy for the whole timeout (UPSTREAM_MAX_CONNECTIONS).
+            logger.warning("no upstream connection came free in time", metadata: ["upstream": "\(name.rawValue)"])
+            return .upstreamTimeout(name.rawValue)
+        }
+        if Self.isTooLarge(error) {
+            logger.warning(
+                "upstream answer over UPSTREAM_MAX_RESPONSE_BYTES",
+                metadata: ["upstream": "\(name.rawValue)", "limit": "\(maxResponseBytes)"])
+            return .upstreamUnavailable(name.rawValue, "answered a body over \(maxResponseBytes) bytes")
+        }
         // The description of transport errors names hosts and OS errors, never credentials.
         logger.warning("upstream unreachable", metadata: ["upstream": "\(name.rawValue)", "error": "\(error)"])
         return .upstreamUnavailable(name.rawValue, Self.describe(error))
+    }
+
+    /// A whole answer over its limit, from the pooled client or the relay's (AsyncHTTPClient).
+    private static func isTooLarge(_ error: any Error) -> Bool {
+        if case .bodyTooLarge = error as? UpstreamHTTPError { return true }
+        return error is NIOTooManyBytesError
     }
 
     private static func describe(_ error: any Error) -> String {
@@ -141,9 +160,9 @@ public final class Upstream: Sendable {
             case .connectFailed(let reason): return reason
             case .connectTimeout: return "connection timed out"
             case .connectionClosed: return "connection closed by upstream"
-            case .bodyTooLarge: return "answered a body over \(maxBodyBytes >> 20) MiB"
+            case .bodyTooLarge(let limit): return "answered a body over \(limit) bytes"
             case .invalidResponse: return "answered malformed HTTP"
-            case .readTimeout, .cancelled, .shutDown: return "request failed"
+            case .readTimeout, .poolTimeout, .cancelled, .shutDown: return "request failed"
             }
         }
         if let error = error as? HTTPClientError {
