@@ -406,3 +406,46 @@ def test_signature_record_expires_after_chat_cache_expiration(forgetful_proxy, s
         assert time.monotonic() < deadline, "record still served 10 s after a 1 s CHAT_CACHE_EXPIRATION"
         time.sleep(0.25)
     assert_error(forgetful_proxy.signature(chat_id, "ed25519"), 404, "not_found")
+
+
+# ---------------------------------------------------------------- a record is never overwritten (SPEC §2)
+
+
+def proxy_metric(proxy, name: str, labels: str = "") -> float:
+    """Sum of the samples of `name` whose labels contain `labels` in the proxy's own exposition (0 if none)."""
+    text = proxy.get("/v1/metrics", auth=False).text.split("# --- vLLM Backend Metrics ---")[0]
+    total = 0.0
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if (series == name or series.startswith(name + "{")) and labels in series:
+            total += float(value)
+    return total
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_reused_request_id_gets_no_second_record_and_the_first_survives(proxy, stub, stream):
+    """vLLM names its answer `chatcmpl-{request_id}` and any token holder sets `request_id` (the stub does the
+    same): a second answer under an id already used is served, gets no record, and a warning is logged."""
+    request_id = f"dup-{uuid.uuid4().hex}"
+    chat_id = f"chatcmpl-{request_id}"
+    duplicates = proxy_metric(proxy, "vllm_proxy_receipts_duplicate_id_total", 'upstream="vllm"')
+    first = chat_body(unique("the first answer"), request_id=request_id)
+    r = proxy.post(CHAT, first)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == chat_id
+    expected = f"{sha256_hex(first)}:{sha256_hex(r.content)}"
+    before = check_receipt(proxy, chat_id, expected)
+
+    second = chat_body(unique("a second answer to take its place"), stream=stream, request_id=request_id)
+    if stream:
+        again, raw = proxy.post_stream(CHAT, second)
+        assert json.loads(sse_events(raw)[0])["id"] == chat_id
+    else:
+        again = proxy.post(CHAT, second)
+        assert again.json()["id"] == chat_id
+    assert again.status_code == 200
+    assert check_receipt(proxy, chat_id, expected) == before, "the first record must stay as it was"
+    assert proxy_metric(proxy, "vllm_proxy_receipts_duplicate_id_total", 'upstream="vllm"') == duplicates + 1
+    log = proxy.log_path.read_text(errors="replace")
+    warnings = [line for line in log.splitlines() if f'"{chat_id}" already has a signature record' in line]
+    assert len(warnings) == 1 and "warning" in warnings[0], warnings

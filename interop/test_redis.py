@@ -485,3 +485,66 @@ def test_tls_to_redis_refuses_an_untrusted_server(stack, tls_redis, how):
     if how != "plain-tcp":
         assert "TLS failed" in warnings[0], warnings[0]
     proxy.process.stop()
+
+
+# ---------------------------------------------------------------- a record is never overwritten (SPEC §2)
+
+
+def test_a_reused_request_id_on_another_replica_gets_no_record(replicas):
+    """A's answer holds the id in Redis; B's later answer under the same `request_id` is served but stored
+    nowhere (`SET NX`), and both replicas and a Python reader keep seeing A's record."""
+    a, b = replicas.a, replicas.b
+    request_id = f"dup-{uuid.uuid4().hex}"
+    chat_id = f"chatcmpl-{request_id}"
+    first = chat_body(unique("first on a"), request_id=request_id)
+    r = a.post(CHAT, first)
+    assert r.status_code == 200 and r.json()["id"] == chat_id, r.text
+    expected = f"{sha256_hex(first)}:{sha256_hex(r.content)}"
+    stored = replicas.redis.client().get(f"{MODEL}:chat:{chat_id}")
+
+    second = b.post(CHAT, chat_body(unique("second on b"), request_id=request_id))
+    assert second.status_code == 200 and second.json()["id"] == chat_id
+    assert replicas.redis.client().get(f"{MODEL}:chat:{chat_id}") == stored, "Redis still holds A's record"
+    for proxy in (a, b):
+        record = proxy.signature(chat_id).json()
+        assert record["text"] == expected
+        verify_ecdsa_receipt(record["text"], record["signature"], record["signing_address"])
+    assert python_reader(replicas.redis.client(), chat_id, "ecdsa")["text"] == expected
+    warnings = [line for line in log_of(b).splitlines() if f'"{chat_id}" already has a signature record' in line]
+    assert len(warnings) == 1, warnings
+    assert metric(b, "vllm_proxy_receipts_duplicate_id_total", 'upstream="vllm"') >= 1
+
+
+# ---------------------------------------------------------------- eviction policy (SPEC §8)
+
+
+class EvictingRedisServer(RedisServer):
+    """A redis-server that may evict keys when full, as managed services often configure it."""
+
+    def argv(self) -> list[str]:
+        return super().argv() + ["--maxmemory-policy", "allkeys-lru"]
+
+
+def test_an_evicting_maxmemory_policy_is_warned_about_at_start_up(stack, tmp, servers, replicas):
+    server = EvictingRedisServer("redis-lru", tmp, secret("lru"))
+    servers.append(server)
+    proxy = stack.start_proxy("redis-lru-proxy", **server.env())
+    assert metric(proxy, "vllm_proxy_redis_up") == 1, "a policy is a warning, not a failure"
+    warnings = [line for line in log_of(proxy).splitlines() if "maxmemory-policy" in line]
+    assert len(warnings) == 1 and "warning" in warnings[0], warnings
+    assert "maxmemory-policy is allkeys-lru, not noeviction" in warnings[0] and "replay" in warnings[0]
+    assert server.password not in log_of(proxy)
+    # Debian's default, noeviction, is only a debug line.
+    assert [line for line in log_of(replicas.a).splitlines()
+            if "maxmemory-policy" in line and "debug" not in line] == []
+
+    # An ACL user without CONFIG (as on managed services): logged as unchecked, Redis still used.
+    server.client().acl_setuser("proxy", enabled=True, passwords=["+proxy-pass"], keys=["~*"],
+                                commands=["+@all", "-config"])
+    limited = stack.start_proxy("redis-noconfig-proxy", **server.env(REDIS_USERNAME="proxy",
+                                                                      REDIS_PASSWORD="proxy-pass"))
+    assert metric(limited, "vllm_proxy_redis_up") == 1
+    lines = [line for line in log_of(limited).splitlines() if "maxmemory-policy" in line]
+    assert len(lines) == 1 and "could not check maxmemory-policy (server error: NOPERM)" in lines[0], lines
+    r = limited.post(CHAT, chat_body(unique("acl user")))
+    assert r.status_code == 200 and limited.signature(r.json()["id"]).status_code == 200

@@ -238,9 +238,9 @@ public final class StubUpstream: Sendable {
             ? Int(model.dropFirst("stub-pause-".count)).map { Duration.milliseconds($0) } : nil
         if let pause, body["stream"] != .bool(true) { try await Task.sleep(for: pause) }
         // Deterministic answers (id from the body, fixed `created`) let a test compare the proxy's bytes with
-        // the stub's own answer to the same request.
+        // the stub's own answer to the same request. Like vLLM, a `request_id` in the body chooses the id.
         let digest = SHA256.hash(data: bytes).prefix(12).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-        let id = (chat ? "chatcmpl-stub-" : "cmpl-stub-") + digest
+        let id = (chat ? "chatcmpl-" : "cmpl-") + (body["request_id"]?.stringValue ?? "stub-" + digest)
         let prompt = Self.lastText(body, chat: chat)
         let leaks = Leaks(body)
         let reply = (leaks.contains(.echo) ? prompt : "") + "Echo: " + prompt

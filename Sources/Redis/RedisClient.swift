@@ -103,6 +103,18 @@ public final class RedisClient: Sendable {
         default: throw .protocolViolation("unexpected SET NX reply")
         }
     }
+
+    /// `CONFIG GET parameter` → its value, or nil when the server has no such parameter. Managed services
+    /// often refuse `CONFIG` (`.server("ERR")`, or `NOPERM` for an ACL user without it).
+    public func configGet(_ parameter: String) async throws(RedisError) -> String? {
+        guard case .array(let pairs?) = try await send(RESPCommand("CONFIG", "GET", parameter)) else {
+            throw .protocolViolation("unexpected CONFIG GET reply")
+        }
+        // RESP2 answers a flat list of name, value pairs; a parameter without glob characters matches once.
+        guard pairs.count >= 2 else { return nil }
+        guard case .bulkString(let value?) = pairs[1] else { throw .protocolViolation("unexpected CONFIG GET reply") }
+        return String(decoding: value, as: UTF8.self)
+    }
 }
 
 /// One pipelined connection: opened on demand (connect, TLS, `AUTH`, `SELECT`), shared by every caller,

@@ -13,8 +13,9 @@ public protocol RedisStoreMonitor: Sendable {
 
 /// `SharedStore` on Redis, and the one owner of the circuit breaker: after any failure Redis is skipped
 /// for `retryInterval`, then one `PING` decides whether it is used again, with no restart and no
-/// request waiting on a dead server. While skipped, `get` answers nil, `put` drops the write and `claim`
-/// answers `.unavailable`: what that means for a request is the caller's decision (`ReplicatedStore`).
+/// request waiting on a dead server. While skipped, `get` answers nil, `put` drops the write,
+/// `insertIfAbsent` answers `.notStored` and `claim` `.unavailable`: what that means for a request is the
+/// caller's decision (`ReplicatedStore`).
 public final class RedisStore: SharedStore {
     public enum Operation: String, Sendable, CaseIterable {
         case get, set, claim, ping
@@ -53,20 +54,80 @@ public final class RedisStore: SharedStore {
     }
 
     /// Pings once at start-up so a wrong password or an unreachable server is logged at once, not at the
-    /// first request; either way the proxy starts.
+    /// first request; either way the proxy starts. Then checks the eviction policy (`reportEvictionPolicy`).
     public func start() async {
         do throws(RedisError) {
             try await measured(.ping) { try await client.ping() }
             logger.info("redis: connected (\(client.configuration))")
             monitor.redisAvailability(up: true)
         } catch {
-            // Already reported by `measured`.
+            return  // Already reported by `measured`; the policy is checked once Redis answers.
+        }
+        await reportEvictionPolicy()
+    }
+
+    /// What Redis does when it reaches `maxmemory`, as `CONFIG GET maxmemory-policy` tells.
+    public enum EvictionPolicy: Sendable, Equatable {
+        /// `noeviction`: a full Redis refuses writes (which fail, so claims fail closed) and drops nothing.
+        case noEviction
+        /// Any other policy (LRU, LFU, random, TTL): a full Redis drops keys, live replay claims and records
+        /// among them (every key here has a TTL, so the `volatile-*` policies reach them too).
+        case evicting(String)
+        /// Not known: the server refused `CONFIG` (managed services often do) or did not answer; the reason.
+        case unknown(String)
+    }
+
+    /// Asks Redis for its eviction policy. Sent past the breaker: a refused `CONFIG` says nothing about
+    /// whether Redis can hold records and claims, so it must not open it.
+    public func evictionPolicy() async -> EvictionPolicy {
+        do throws(RedisError) {
+            guard let policy = try await client.configGet("maxmemory-policy") else {
+                return .unknown("the server has no maxmemory-policy")
+            }
+            if policy == "noeviction" { return .noEviction }
+            // The server's text goes into a log line: only a short printable word, as every real policy is.
+            let printable = policy.utf8.count <= 32 && policy.utf8.allSatisfy { (0x21...0x7E).contains($0) }
+            return .evicting(printable ? policy : "(unprintable)")
+        } catch {
+            return .unknown(error.description)
+        }
+    }
+
+    /// Warns when Redis may evict keys: an evicted live replay claim lets its captured E2EE request be
+    /// replayed, and an evicted record loses a receipt before its time. Checked whenever Redis becomes
+    /// usable, since a server that comes back may be another one (a restart, a failover).
+    private func reportEvictionPolicy() async {
+        switch await evictionPolicy() {
+        case .noEviction:
+            logger.debug("redis: maxmemory-policy is noeviction")
+        case .evicting(let policy):
+            logger.warning(
+                "redis: maxmemory-policy is \(policy), not noeviction: a full Redis then evicts keys, and an evicted E2EE replay claim lets its captured request be replayed, an evicted record loses its receipt. Set maxmemory-policy noeviction (a full Redis then refuses writes: records stay on their replica and v2 claims fail closed)."
+            )
+        case .unknown(let why):
+            logger.notice(
+                "redis: could not check maxmemory-policy (\(why)); make sure it is noeviction, or a full Redis may evict live E2EE replay claims (letting captured requests be replayed) and records."
+            )
         }
     }
 
     public func put(_ key: String, _ value: [UInt8], ttl: Duration) async {
         let seconds = Self.expireSeconds(ttl)
         _ = try? await measured(.set) { try await client.set(key, value, expireSeconds: seconds) }
+    }
+
+    /// `SET key value NX EX ttl`, counted as a `set` (it is how records are written). A failure or a skipped
+    /// Redis is `.notStored`: the caller decides what a record does then (`ReplicatedStore`).
+    public func insertIfAbsent(_ key: String, _ value: [UInt8], ttl: Duration) async -> InsertOutcome {
+        let seconds = Self.expireSeconds(ttl)
+        do throws(RedisError) {
+            let created = try await measured(.set) {
+                try await client.setIfAbsent(key, value, expireSeconds: seconds)
+            }
+            return created ? .inserted : .alreadyPresent
+        } catch {
+            return .notStored
+        }
     }
 
     public func get(_ key: String) async -> [UInt8]? {
@@ -171,6 +232,7 @@ public final class RedisStore: SharedStore {
         guard closed else { return }
         monitor.redisAvailability(up: true)
         logger.notice("redis: reachable again (\(client.configuration)); using it")
+        await reportEvictionPolicy()
     }
 
     /// `EX` takes whole seconds; round up so a key never expires before its TTL.

@@ -136,6 +136,15 @@ public final class TTLStore: SharedStore {
         }
     }
 
+    /// At capacity, `.evictSoonestExpiring` makes room as `put` does; `.refuse` answers `.notStored`.
+    public func insertIfAbsent(_ key: String, _ value: [UInt8], ttl: Duration) async -> InsertOutcome {
+        switch insert(key, value, ttl: ttl, onlyIfAbsent: true) {
+        case .claimed: return .inserted
+        case .alreadyClaimed: return .alreadyPresent
+        case .full, .unavailable: return .notStored
+        }
+    }
+
     /// A claim's value is empty: the key alone is the record, and an empty array costs no allocation.
     public func claim(_ key: String, ttl: Duration) async -> ClaimOutcome {
         insert(key, [], ttl: ttl, onlyIfAbsent: true)

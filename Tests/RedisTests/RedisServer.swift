@@ -11,10 +11,13 @@ import Redis
 final class RedisServer: @unchecked Sendable {
     private(set) var port: Int
     let password: String
+    /// More `redis-server` options, e.g. `["--maxmemory-policy", "allkeys-lru"]`.
+    let arguments: [String]
     private var pid: pid_t?
 
-    init(password: String = "test-pass-\(UInt32.random(in: 0...UInt32.max))") async throws {
+    init(password: String = "test-pass-\(UInt32.random(in: 0...UInt32.max))", arguments: [String] = []) async throws {
         self.password = password
+        self.arguments = arguments
         self.port = 0
         // A port outside the kernel's ephemeral range, so no server binding port 0 (the HTTP tests running in
         // parallel) can be handed it between our check and redis-server's bind; retried if taken anyway.
@@ -33,10 +36,11 @@ final class RedisServer: @unchecked Sendable {
 
     /// Waits without blocking a thread: tests share two cores and the cooperative pool with the HTTP tests.
     func start() async throws {
-        pid = try Self.spawn([
-            Self.binary, "--port", String(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "",
-            "--appendonly", "no", "--logfile", "/dev/null",
-        ])
+        pid = try Self.spawn(
+            [
+                Self.binary, "--port", String(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "",
+                "--appendonly", "no", "--logfile", "/dev/null",
+            ] + arguments)
         // Ready once it answers; bounded. If the port was taken, redis-server exits and we say so.
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {

@@ -31,6 +31,43 @@ final class ManualClock: Sendable {
         #expect(await store.claim("n", ttl: .seconds(300)) == .claimed)
     }
 
+    @Test func insertIfAbsentNeverReplacesALiveValue() async {
+        let clock = ManualClock()
+        let store = TTLStore(now: clock.now)
+        #expect(await store.insertIfAbsent("r", [1], ttl: .seconds(10)) == .inserted)
+        #expect(await store.insertIfAbsent("r", [2], ttl: .seconds(10)) == .alreadyPresent)
+        #expect(await store.get("r") == [1], "the first value stays")
+        clock.advance(.seconds(9))
+        #expect(await store.insertIfAbsent("r", [3], ttl: .seconds(10)) == .alreadyPresent)
+        #expect(await store.get("r") == [1], "a refused insert does not extend the first value's life either")
+        clock.advance(.seconds(1))
+        #expect(await store.get("r") == nil)
+        #expect(await store.insertIfAbsent("r", [4], ttl: .seconds(10)) == .inserted, "an expired value is gone")
+        #expect(await store.get("r") == [4])
+    }
+
+    @Test func insertIfAbsentAtCapacityFollowsTheFullPolicy() async {
+        let evicting = TTLStore(capacity: 1)
+        #expect(await evicting.insertIfAbsent("a", [1], ttl: .seconds(60)) == .inserted)
+        #expect(await evicting.insertIfAbsent("b", [2], ttl: .seconds(60)) == .inserted)
+        #expect(await evicting.get("a") == nil)
+        let refusing = TTLStore(capacity: 1, whenFull: .refuse)
+        #expect(await refusing.insertIfAbsent("a", [1], ttl: .seconds(60)) == .inserted)
+        #expect(await refusing.insertIfAbsent("b", [2], ttl: .seconds(60)) == .notStored)
+        #expect(await refusing.insertIfAbsent("a", [3], ttl: .seconds(60)) == .alreadyPresent)
+        #expect(await refusing.get("a") == [1])
+    }
+
+    @Test func concurrentInsertsOfOneKeyHaveOneWinner() async {
+        let store = TTLStore()
+        let outcomes = await withTaskGroup(of: InsertOutcome.self) { group in
+            for index in 0..<64 { group.addTask { await store.insertIfAbsent("k", [UInt8(index)], ttl: .seconds(60)) } }
+            return await group.reduce(into: [InsertOutcome]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .inserted }.count == 1)
+        #expect(outcomes.filter { $0 == .alreadyPresent }.count == 63)
+    }
+
     @Test func oldestEntriesAreEvictedPastCapacity() async {
         let store = TTLStore(capacity: 3)
         for index in 0..<5 { await store.put("k\(index)", [UInt8(index)], ttl: .seconds(60)) }

@@ -102,7 +102,7 @@ public struct ProxyServices: Sendable {
     var receipts: ReceiptIssuer {
         ReceiptIssuer(
             keys: keys, store: store, modelName: config.modelName, ttl: config.chatCacheExpiration,
-            metrics: metrics)
+            metrics: metrics, logger: logger)
     }
 
     var pipeline: CompletionPipeline {

@@ -1,5 +1,6 @@
 import Crypto
 import JSON
+import Logging
 import SharedState
 import Signing
 
@@ -10,16 +11,21 @@ struct ReceiptIssuer: Sendable {
     let modelName: String
     let ttl: Duration
     let metrics: ProxyMetrics
+    let logger: Logger
 
     /// Stored record keys holding the signatures over the rest of the record, one per algorithm.
     static let recordSignaturePrefix = "record_signature_"
 
     func key(chatID: String) -> String { "\(modelName):chat:\(chatID)" }
 
+    /// Stores the record unless `chatID` already has one: a record, once stored, is never overwritten
+    /// (SPEC §2). The id is vLLM's `chatcmpl-{request_id}` and any token holder may set `request_id`, so a
+    /// replacement would let one client swap another's receipt for its own; the later answer gets none.
+    @discardableResult
     func issue(
         chatID: String, requestHash: String, responseHash: String, upstream: Upstream.Name,
         chutes: ChutesReceipt? = nil
-    ) async {
+    ) async -> InsertOutcome {
         let text = "\(requestHash):\(responseHash)"
         var record: JSONObject = [
             "text": .string(text),
@@ -39,8 +45,28 @@ struct ReceiptIssuer: Sendable {
         let canonical = String(decoding: JSONValue.object(record).canonicalSerialized(), as: UTF8.self)
         record[Self.recordSignaturePrefix + SigningAlgo.ecdsa.rawValue] = .string(keys.signECDSA(canonical))
         record[Self.recordSignaturePrefix + SigningAlgo.ed25519.rawValue] = .string(keys.signEd25519(canonical))
-        await store.put(key(chatID: chatID), JSONValue.object(record).serialized(), ttl: ttl)
-        metrics.receiptIssued(upstream: upstream.rawValue)
+        let outcome = await store.insertIfAbsent(key(chatID: chatID), JSONValue.object(record).serialized(), ttl: ttl)
+        switch outcome {
+        case .inserted:
+            metrics.receiptIssued(upstream: upstream.rawValue)
+        case .alreadyPresent:
+            metrics.receiptDuplicateID(upstream: upstream.rawValue)
+            logger.warning(
+                "receipt: chat id \(Self.loggable(chatID)) already has a signature record; this answer gets none (records are never overwritten; a request_id in the body chooses vLLM's id)"
+            )
+        case .notStored:
+            // Only a store that refuses when full says this; the record store evicts instead, so it is a bug.
+            logger.warning("receipt: the record of chat id \(Self.loggable(chatID)) could not be stored")
+        }
+        return outcome
+    }
+
+    /// The id as it may go into a log line: it comes from the upstream's answer (and the client's
+    /// `request_id`), so it is cut short and anything but printable ASCII is escaped.
+    static func loggable(_ chatID: String) -> String {
+        let scalars = chatID.unicodeScalars
+        let shown = scalars.prefix(128).map { $0.escaped(asASCII: true) }.joined()
+        return "\"" + shown + (scalars.count > 128 ? "…" : "") + "\""
     }
 
     /// The stored record, or nil when unknown, expired or unreadable.

@@ -28,6 +28,11 @@ public struct ProxyMetrics: Sendable {
         .init(
             namespace: "vllm_proxy", metricName: "receipts", unitName: "total", helpText: "Receipts signed and stored")
     }
+    private static var receiptsDuplicateID: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "receipts_duplicate_id", unitName: "total",
+            helpText: "Answers that got no receipt because their chat id already had a record (never overwritten)")
+    }
     private static var inFlight: MetricNameDescriptor {
         .init(
             namespace: "vllm_proxy", metricName: "basic_inflight", unitName: "requests",
@@ -55,6 +60,11 @@ public struct ProxyMetrics: Sendable {
         handles.receipts.handle(upstream) {
             registry.makeCounter(descriptor: Self.receipts, labels: [("upstream", upstream)])
         }.increment()
+    }
+
+    /// Rare (a client reusing a `request_id`), so the series is looked up each time rather than cached.
+    func receiptDuplicateID(upstream: String) {
+        registry.makeCounter(descriptor: Self.receiptsDuplicateID, labels: [("upstream", upstream)]).increment()
     }
 
     func basicInFlight(_ value: Int) {
