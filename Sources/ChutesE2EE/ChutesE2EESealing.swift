@@ -55,9 +55,13 @@ public struct ResponseKey: Sendable {
         self.key = key
     }
 
-    /// A non-streamed answer: `ct ‖ nonce ‖ sealed ‖ tag` → the JSON bytes (inflated, bounded).
-    public func openResponse(_ blob: some Collection<UInt8>) throws(ChutesE2EEError) -> [UInt8] {
-        try ChutesE2EEWire.gunzip(ChutesE2EEWire.open(blob, with: key, .response))
+    /// A non-streamed answer: `ct ‖ nonce ‖ sealed ‖ tag` → the JSON bytes, inflated to at most `limit` bytes (the
+    /// proxy passes `UPSTREAM_MAX_RESPONSE_BYTES`, so a small blob cannot inflate into more than it would hold).
+    public func openResponse(
+        _ blob: some Collection<UInt8>, limit: Int = ChutesE2EEWire.maxPlaintextBytes
+    ) throws(ChutesE2EEError) -> [UInt8] {
+        try ChutesE2EEWire.gunzip(
+            ChutesE2EEWire.open(blob, with: key, .response), limit: min(limit, ChutesE2EEWire.maxPlaintextBytes))
     }
 
     /// The stream key an `e2e_init` event carries (base64 of an ML-KEM ciphertext).

@@ -7,7 +7,6 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import SSE
-import UpstreamHTTP
 
 /// How completions travel to an upstream: as plain HTTP(S), or sealed by Chutes' E2EE transport to the GPU
 /// instance. The pipeline does not know which: either way it gets a plain answer back.
@@ -196,14 +195,11 @@ public struct ChutesE2EETransport: Sendable {
         let sealed = try await upstream.collect(UpstreamResponse(response), logger: logger)
         let json: [UInt8]
         do throws(ChutesE2EEError) {
-            json = try invocation.responseKey.openResponse(sealed.readableBytesView)
+            // The opened answer is held whole like any other (SPEC §2, UPSTREAM_MAX_RESPONSE_BYTES), however well
+            // it compressed: the inflation stops there, so a small blob cannot cost more memory than that.
+            json = try invocation.responseKey.openResponse(sealed.readableBytesView, limit: upstream.maxResponseBytes)
         } catch {
             throw failure(error, logger: logger)
-        }
-        // The opened answer is held whole like any other (SPEC §2, UPSTREAM_MAX_RESPONSE_BYTES), however well it
-        // compressed; the inflation itself stops at ChutesE2EEWire.maxPlaintextBytes.
-        guard json.count <= upstream.maxResponseBytes else {
-            throw upstream.mapError(UpstreamHTTPError.bodyTooLarge(limit: upstream.maxResponseBytes), logger: logger)
         }
         let plain = UpstreamResponse(
             status: 200, contentType: "application/json", body: .relayed(.bytes(ByteBuffer(bytes: json))))
