@@ -48,7 +48,8 @@ public struct Secp256k1PublicKey: Sendable, Equatable {
     /// libsecp256k1's parsed form, kept so ECDH does not re-parse (and re-check) the point each time.
     let parsed: secp256k1_pubkey
 
-    /// Accepts 64 bytes x‖y or 65 bytes `04`‖x‖y; anything else, or a point off the curve, throws.
+    /// Accepts 64 bytes x‖y or 65 bytes `04`‖x‖y; anything else, or a point off the curve, throws. (E2EE client
+    /// keys come through here: the compressed form stays refused, as the Python implementation refuses it.)
     public init(bytes: [UInt8]) throws(Secp256k1Error) {
         let uncompressed: [UInt8]
         switch bytes.count {
@@ -59,6 +60,13 @@ public struct Secp256k1PublicKey: Sendable, Equatable {
         // Parsing checks the curve equation; re-serialising would give back the same bytes.
         parsed = try Self.parse(uncompressed)
         raw64 = Array(uncompressed.dropFirst())
+    }
+
+    /// The SEC 1 compressed form, 33 bytes `02`/`03`‖x, as dstack's KMS publishes and signs its keys; libsecp256k1
+    /// recomputes y from x and the parity byte, and refuses an x with no point.
+    public init(compressed bytes: [UInt8]) throws(Secp256k1Error) {
+        guard bytes.count == 33, bytes[0] == 0x02 || bytes[0] == 0x03 else { throw .invalidPublicKey }
+        self.init(try Self.parse(bytes))
     }
 
     init(_ key: secp256k1_pubkey) {
@@ -73,6 +81,9 @@ public struct Secp256k1PublicKey: Sendable, Equatable {
 
     /// `04`‖x‖y.
     public var uncompressed65: [UInt8] { [0x04] + raw64 }
+
+    /// SEC 1 compressed form, `02` (y even) or `03` (y odd) ‖ x: what dstack's KMS signs and names keys by.
+    public var compressed33: [UInt8] { [0x02 | (raw64[63] & 1)] + raw64.prefix(32) }
 
     /// The key that produced a 65-byte r‖s‖v signature over `digest`; throws if the signature is malformed.
     public static func recover(signature: [UInt8], digest: [UInt8]) throws(Secp256k1Error) -> Secp256k1PublicKey {
@@ -101,11 +112,10 @@ public struct Secp256k1PublicKey: Sendable, Equatable {
         lhs.raw64 == rhs.raw64
     }
 
-    private static func parse(_ uncompressed: [UInt8]) throws(Secp256k1Error) -> secp256k1_pubkey {
+    private static func parse(_ encoded: [UInt8]) throws(Secp256k1Error) -> secp256k1_pubkey {
         var key = secp256k1_pubkey()
         guard
-            secp256k1_ec_pubkey_parse(vllm_proxy_secp256k1_context_static(), &key, uncompressed, uncompressed.count)
-                == 1
+            secp256k1_ec_pubkey_parse(vllm_proxy_secp256k1_context_static(), &key, encoded, encoded.count) == 1
         else {
             throw .invalidPublicKey
         }

@@ -29,6 +29,28 @@ public struct SigningKeys: Sendable {
         self.init(secp256k1: Secp256k1PrivateKey(), ed25519: Curve25519.Signing.PrivateKey())
     }
 
+    /// The keys whose 32 secret bytes someone else derived (dstack's KMS through `GetKey`, SPEC §5): the secp256k1
+    /// scalar (big-endian, in [1, n−1]) and the Ed25519 seed (RFC 8032's 32-byte private key). Anything else is
+    /// refused rather than reduced or hashed into range, so the addresses are exactly those of the bytes given.
+    public init(secp256k1Secret: [UInt8], ed25519Seed: [UInt8]) throws(SigningKeyError) {
+        guard secp256k1Secret.count == 32 else { throw .secp256k1WrongLength(secp256k1Secret.count) }
+        guard ed25519Seed.count == 32 else { throw .ed25519WrongLength(ed25519Seed.count) }
+        let secp256k1: Secp256k1PrivateKey
+        do {
+            secp256k1 = try Secp256k1PrivateKey(rawRepresentation: secp256k1Secret)
+        } catch {
+            throw .secp256k1OutOfRange
+        }
+        let ed25519: Curve25519.Signing.PrivateKey
+        do {
+            ed25519 = try Curve25519.Signing.PrivateKey(rawRepresentation: ed25519Seed)
+        } catch {
+            // swift-crypto takes any 32 bytes as a seed; the length was checked above, so this is unreachable.
+            throw .ed25519WrongLength(ed25519Seed.count)
+        }
+        self.init(secp256k1: secp256k1, ed25519: ed25519)
+    }
+
     /// Known keys (tests and vectors).
     public init(secp256k1: Secp256k1PrivateKey, ed25519: Curve25519.Signing.PrivateKey) {
         self.secp256k1 = secp256k1
@@ -84,6 +106,24 @@ public struct SigningKeys: Sendable {
             return Hex.encode(try ed25519.signature(for: Array(text.utf8)))
         } catch {
             preconditionFailure("Ed25519 signing failed: \(error)")
+        }
+    }
+}
+
+/// Why 32-byte secrets do not make signing keys; the description says what was wrong, never the bytes.
+public enum SigningKeyError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The secp256k1 secret is not 32 bytes.
+    case secp256k1WrongLength(Int)
+    /// The secp256k1 secret is zero or not below the group order n.
+    case secp256k1OutOfRange
+    /// The Ed25519 seed is not 32 bytes.
+    case ed25519WrongLength(Int)
+
+    public var description: String {
+        switch self {
+        case .secp256k1WrongLength(let count): "the secp256k1 key is \(count) bytes, not 32"
+        case .secp256k1OutOfRange: "the secp256k1 key is not a valid scalar (zero, or not below the group order)"
+        case .ed25519WrongLength(let count): "the Ed25519 seed is \(count) bytes, not 32"
         }
     }
 }
