@@ -11,18 +11,24 @@ public final class AttestationService: Sendable {
     private let gpu: any GPUEvidenceProvider
     private let certificateDigest: LeafCertificateKeyDigest?
     private let e2ee: E2EEAttestation
+    private let keyProvenance: KeyProvenance?
     private let logger: Logger
 
-    /// - Parameter tlsCertPath: `TLS_CERT_PATH`; nil disables version 2.
+    /// - Parameters:
+    ///   - tlsCertPath: `TLS_CERT_PATH`; nil disables version 2.
+    ///   - keyProvenance: the KMS chains of the signing keys (`SIGNING_KEY_SOURCE=kms`); nil for random keys, whose
+    ///     reports carry no `key_provenance`, as the Python implementation's do not.
     public init(
         identity: AttestationIdentity,
         agent: DstackClient,
         gpu: any GPUEvidenceProvider,
         tlsCertPath: String?,
         e2ee: E2EEAttestation,
+        keyProvenance: KeyProvenance? = nil,
         logger: Logger
     ) {
         self.e2ee = e2ee
+        self.keyProvenance = keyProvenance
         self.identity = identity
         self.agent = agent
         self.gpu = gpu
@@ -107,6 +113,11 @@ public final class AttestationService: Sendable {
         attestation["version"] = .integer(version)
         if let spkiDigest {
             attestation["tls_cert_fingerprint"] = .string(Hex.encode(spkiDigest))
+        }
+        // Not in the report data: each chain is signed by the KMS over the public key it names, so a verifier
+        // checks it against the attested key and the quoted app id; a relay that edits it only makes that fail.
+        if let keyProvenance {
+            attestation["key_provenance"] = keyProvenance.json
         }
         if version == 3 {
             attestation["e2ee_v3_key_config"] = .string(Data(keyConfig).base64EncodedString())

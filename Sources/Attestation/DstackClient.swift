@@ -32,6 +32,14 @@ public struct DstackClient: Sendable {
             }
         }
 
+        /// Where the agent is, for a log or error line: the socket path or the URL.
+        public var summary: String {
+            switch self {
+            case .unixSocket(let path): "unix socket \(path)"
+            case .url(let url): url
+            }
+        }
+
         func url(for path: String) -> String? {
             switch self {
             case .unixSocket(let socketPath):
@@ -76,7 +84,7 @@ public struct DstackClient: Sendable {
     public func getQuote(reportData: [UInt8]) async throws(AttestationError) -> Quote {
         var body = JSONObject()
         body["report_data"] = .string(Hex.encode(reportData))
-        let answer = try await call("/GetQuote", body: body)
+        let answer = try await attestationCall("/GetQuote", body: body)
         guard let quote = answer["quote"]?.stringValue, !quote.isEmpty, let quoteBytes = Hex.decode(quote) else {
             logger.error("dstack agent answered /GetQuote without a hex quote")
             throw .agentUnavailable(Self.malformed)
@@ -95,7 +103,7 @@ public struct DstackClient: Sendable {
 
     /// `POST /Info`; `tcb_info`, which dstack sends as a JSON-encoded string, comes back as an object.
     public func info() async throws(AttestationError) -> JSONValue {
-        var answer = try await call("/Info", body: JSONObject())
+        var answer = try await attestationCall("/Info", body: JSONObject())
         if let text = answer["tcb_info"]?.stringValue,
             let parsed = try? JSONValue(parsing: Array(text.utf8)),
             parsed.objectValue != nil
@@ -105,17 +113,83 @@ public struct DstackClient: Sendable {
         return .object(answer)
     }
 
-    private static let unreachable = "Attestation is unavailable: the dstack guest agent cannot be reached"
-    private static let timedOut = "Attestation is unavailable: the dstack guest agent did not answer in time"
-    private static let malformed = "Attestation is unavailable: the dstack guest agent returned a malformed answer"
-    private static func failed(_ status: UInt) -> String {
-        "Attestation is unavailable: the dstack guest agent answered with status \(status)"
+    /// A key from `POST /GetKey` (SPEC §5): the 32 derived bytes and the hex-decoded signature chain.
+    public struct DerivedKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+        /// The secret: a secp256k1 scalar or an Ed25519 seed. Never printed (see `description`).
+        public let key: [UInt8]
+        /// dstack's chain, `[app signature, KMS signature]` (see `DstackKeyChain`), as sent.
+        public let signatureChain: [[UInt8]]
+
+        public var description: String {
+            "DerivedKey(key: redacted, signature_chain: \(signatureChain.count) signatures)"
+        }
+        public var debugDescription: String { description }
+        public var customMirror: Mirror {
+            Mirror(self, children: ["signatureChain": signatureChain.map { Hex.encode($0) }], displayStyle: .struct)
+        }
     }
 
-    private func call(_ path: String, body: JSONObject) async throws(AttestationError) -> JSONObject {
+    /// `POST /GetKey` with `{"path", "purpose", "algorithm"}`: the key every instance of this app derives for
+    /// `path`, and the chain that proves the app's KMS issued it. `algorithm` (`secp256k1` or `ed25519`) does not
+    /// change the bytes (dstack derives them from the path alone); it chooses which public key the chain signs.
+    /// - Throws: `AgentFailure` with the reason; a key that is not 32 bytes of hex or a chain that is not a list
+    ///   of hex strings is `.malformed`.
+    public func getKey(path: String, purpose: String, algorithm: String) async throws(AgentFailure) -> DerivedKey {
+        var body = JSONObject()
+        body["path"] = .string(path)
+        body["purpose"] = .string(purpose)
+        body["algorithm"] = .string(algorithm)
+        let answer = try await call("/GetKey", body: body)
+        guard let keyHex = answer["key"]?.stringValue, let key = Hex.decode(keyHex), key.count == 32 else {
+            throw .malformed("its key is not 32 bytes of hex")
+        }
+        guard let links = answer["signature_chain"]?.arrayValue else {
+            throw .malformed("it has no signature_chain list")
+        }
+        var chain: [[UInt8]] = []
+        for link in links {
+            guard let text = link.stringValue, let bytes = Hex.decode(text) else {
+                throw .malformed("its signature_chain holds something other than hex strings")
+            }
+            chain.append(bytes)
+        }
+        return DerivedKey(key: key, signatureChain: chain)
+    }
+
+    /// Why a call to the agent failed; `reason` is one clause, never an internal address or an underlying error.
+    public enum AgentFailure: Error, Sendable, Equatable {
+        case unreachable
+        case timedOut
+        case status(UInt)
+        case malformed(String)
+
+        public var reason: String {
+            switch self {
+            case .unreachable: "the dstack guest agent cannot be reached"
+            case .timedOut: "the dstack guest agent did not answer in time"
+            case .status(let status): "the dstack guest agent answered with status \(status)"
+            case .malformed(let what): "the dstack guest agent returned a malformed answer (\(what))"
+            }
+        }
+    }
+
+    private static let malformed = "Attestation is unavailable: the dstack guest agent returned a malformed answer"
+
+    /// `call` for the attestation routes, whose 503 message names no detail of the malformed answer.
+    private func attestationCall(_ path: String, body: JSONObject) async throws(AttestationError) -> JSONObject {
+        do {
+            return try await call(path, body: body)
+        } catch .malformed {
+            throw .agentUnavailable(Self.malformed)
+        } catch {
+            throw .agentUnavailable("Attestation is unavailable: " + error.reason)
+        }
+    }
+
+    private func call(_ path: String, body: JSONObject) async throws(AgentFailure) -> JSONObject {
         guard let url = endpoint.url(for: path) else {
             logger.error("dstack agent endpoint cannot form a URL", metadata: ["endpoint": "\(endpoint)"])
-            throw .agentUnavailable(Self.unreachable)
+            throw .unreachable
         }
         var request = HTTPClientRequest(url: url)
         request.method = .POST
@@ -133,23 +207,23 @@ public struct DstackClient: Sendable {
         switch outcome {
         case .timedOut:
             logger.error("dstack agent timed out", metadata: ["path": "\(path)"])
-            throw .agentUnavailable(Self.timedOut)
+            throw .timedOut
         case .failed(let error) where Task.isCancelled:
             logger.debug("dstack agent call abandoned", metadata: ["path": "\(path)", "error": "\(error)"])
-            throw .agentUnavailable(Self.unreachable)
+            throw .unreachable
         case .failed(let error):
             logger.error("dstack agent unreachable", metadata: ["path": "\(path)", "error": "\(error)"])
-            throw .agentUnavailable(Self.unreachable)
+            throw .unreachable
         case .finished(let result):
             (status, bytes) = result
         }
         guard (200..<300).contains(status) else {
             logger.error("dstack agent failed", metadata: ["path": "\(path)", "status": "\(status)"])
-            throw .agentUnavailable(Self.failed(status))
+            throw .status(status)
         }
         guard let answer = (try? JSONValue(parsing: bytes))?.objectValue else {
             logger.error("dstack agent answered with something other than a JSON object", metadata: ["path": "\(path)"])
-            throw .agentUnavailable(Self.malformed)
+            throw .malformed("not a JSON object")
         }
         return answer
     }

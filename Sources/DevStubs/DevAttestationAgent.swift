@@ -5,9 +5,10 @@ import NIOCore
 
 /// Development stand-in for the dstack guest agent: quotes from a throwaway dev PKI, NOT SECURE, never for production.
 ///
-/// It answers the two calls the proxy makes (`/GetQuote`, `/Info`) with the shapes dstack uses, so the proxy can
-/// run and be tested on a machine without TDX. Its quotes are real-format TDX v4 quotes that verify only against
-/// its own dev root CA (`DevTDXPlatform`), never against Intel's; its measurements say they are dev values.
+/// It answers the calls the proxy makes (`/GetQuote`, `/Info`, `/GetKey`) with the shapes dstack uses, so the proxy
+/// can run and be tested on a machine without TDX. Its quotes are real-format TDX v4 quotes that verify only against
+/// its own dev root CA (`DevTDXPlatform`), never against Intel's; its measurements say they are dev values. Its keys
+/// come from `DevKMS`, whose root secret is public: the same for every dev agent, forgeable by anyone.
 public struct DevAttestationAgent: Sendable {
     /// Where the agent listens.
     public enum Address: Sendable {
@@ -60,8 +61,12 @@ public struct DevAttestationAgent: Sendable {
             case .unixSocket(let path): .unixDomainSocket(path: path)
             case .tcp(let host, let port): .hostname(host, port: port)
             }
+        let platform = try platform ?? DevTDXPlatform()
+        logger.warning(
+            "GetKey derives from the dev KMS, whose root secret is public: development only, NOT SECURE",
+            metadata: ["kms_root": "\(DevTDXHex.encode(DevKMS.rootPublicKey))"])
         let app = Application(
-            router: makeRouter(platform: try platform ?? DevTDXPlatform()),
+            router: makeRouter(platform: platform),
             configuration: .init(address: bind, serverName: "dev-attestation-agent"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port) },
             logger: logger
@@ -117,7 +122,45 @@ public struct DevAttestationAgent: Sendable {
                 ]
             )
         }
+        let kms = DevKMS(appID: platform.guest.appID)
+        router.post("/GetKey") { request, _ -> Response in
+            if let response = try await Self.misbehave(behaviour) { return response }
+            let body = try await request.body.collect(upTo: 1 << 20)
+            // dstack's fields are all optional strings ("" when absent); anything else is a bad request.
+            guard let object = (try? JSONValue(parsing: body.readableBytesView))?.objectValue,
+                let fields = Self.strings(object, ["path", "purpose", "algorithm"])
+            else {
+                return Self.json(status: .badRequest, ["error": "path, purpose and algorithm must be strings"])
+            }
+            do {
+                let derived = try kms.getKey(path: fields[0], purpose: fields[1], algorithm: fields[2])
+                return Self.json(
+                    status: .ok,
+                    [
+                        "key": .string(DevTDXHex.encode(derived.key)),
+                        "signature_chain": .array(derived.signatureChain.map { .string(DevTDXHex.encode($0)) }),
+                    ])
+            } catch DevKMS.Refusal.unsupportedAlgorithm {
+                return Self.json(status: .badRequest, ["error": "Unsupported algorithm"])
+            } catch {
+                return Self.json(status: .internalServerError, ["error": "Failed to derive k256 key"])
+            }
+        }
         return router
+    }
+
+    /// The string values of `names` ("" for an absent one), or nil when one is present and not a string.
+    private static func strings(_ object: JSONObject, _ names: [String]) -> [String]? {
+        var values: [String] = []
+        for name in names {
+            guard let value = object[name] else {
+                values.append("")
+                continue
+            }
+            guard let text = value.stringValue else { return nil }
+            values.append(text)
+        }
+        return values
     }
 
     private static func misbehave(_ behaviour: Behaviour) async throws -> Response? {

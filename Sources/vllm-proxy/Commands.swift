@@ -1,4 +1,6 @@
 import ArgumentParser
+import AsyncHTTPClient
+import Attestation
 import Foundation
 import Logging
 import Signing
@@ -33,6 +35,8 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let config = try readConfig(failing: ExitCode(2))
+        // Before logging starts, so that a failure is the one line on standard error, as a configuration error is.
+        let (keys, provenance) = try await signingKeys(config)
         // The composition root is the one place process-wide logging is set up.
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -43,11 +47,25 @@ struct Serve: AsyncParsableCommand {
         if let files = raiseOpenFileLimit() {
             logger.info("open-file limit: \(files.after) (was \(files.before))")
         }
-        let keys = SigningKeys()
-        let services = try ProxyServices(config: config, keys: keys, logger: logger)
-        logger.info(
-            "signing keys created in memory",
-            metadata: ["ecdsa_address": "\(keys.ecdsaAddress)", "ed25519_address": "\(keys.ed25519Address)"])
+        let services = try ProxyServices(config: config, keys: keys, keyProvenance: provenance, logger: logger)
+        let addresses: Logger.Metadata = [
+            "ecdsa_address": "\(keys.ecdsaAddress)", "ed25519_address": "\(keys.ed25519Address)",
+        ]
+        switch config.signingKeySource {
+        case .random:
+            logger.info("signing keys created in memory", metadata: addresses)
+        case .kms:
+            let paths = KMSSigningKeys.paths(modelName: config.modelName)
+            logger.info(
+                "signing keys derived through the dstack KMS (GetKey \(paths.ecdsa), \(paths.ed25519)): every replica of this app holds them",
+                metadata: addresses)
+            if config.e2eeMinVersion < 3 {
+                // v1/v2 encrypt to the signing keys themselves, which are now the app's, not this process's.
+                logger.warning(
+                    "SIGNING_KEY_SOURCE=kms: E2EE v1/v2 requests are encrypted to the signing keys, which every replica and later version of this app can derive; E2EE_MIN_VERSION=3 keeps request contents under per-process keys"
+                )
+            }
+        }
         logger.info("upstream vllm: \(config.vllmBaseURL)")
         logger.info("\(services.chutes.logLine)")
         logger.info("\(config.redis.map(\.summary) ?? "redis: not configured (state is in-process only)")")
@@ -71,6 +89,36 @@ struct Serve: AsyncParsableCommand {
             throw error
         }
         try await services.shutdown()
+    }
+}
+
+/// The signing keys `SIGNING_KEY_SOURCE` asks for, before anything serves. With `kms`, a failed or malformed `GetKey`
+/// ends the process with exit status 2 and one line naming the path: never random keys instead, which would give
+/// this replica an identity no client pinned.
+private func signingKeys(_ config: ProxyConfig) async throws -> (SigningKeys, KeyProvenance?) {
+    guard config.signingKeySource == .kms else { return (SigningKeys(), nil) }
+    let endpoint = DstackClient.Endpoint(parsing: config.dstackEndpoint)
+    // A client of its own, shut down before serving; its own logger is silent so the failure stays one line.
+    var configuration = HTTPClient.Configuration()
+    configuration.timeout = .init(connect: .seconds(2), read: .seconds(10))
+    configuration.connectionPool.retryConnectionEstablishment = false
+    let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    let silent = Logger(label: "vllm-proxy.kms", factory: { _ in SwiftLogNoOpLogHandler() })
+    let agent = DstackClient(endpoint: endpoint, httpClient: client, timeout: .seconds(10), logger: silent)
+    let result: Result<(keys: SigningKeys, provenance: KeyProvenance), KMSSigningKeys.Failure>
+    do {
+        result = .success(try await KMSSigningKeys.derive(modelName: config.modelName, agent: agent))
+    } catch {
+        result = .failure(error)
+    }
+    try? await client.shutdown()
+    switch result {
+    case .success(let derived):
+        return (derived.keys, derived.provenance)
+    case .failure(let failure):
+        FileHandle.standardError.write(
+            Data("signing keys (SIGNING_KEY_SOURCE=kms, agent \(endpoint.summary)): \(failure)\n".utf8))
+        throw ExitCode(2)
     }
 }
 

@@ -33,8 +33,10 @@ public struct ProxyServices: Sendable {
     /// `replayStore` defaults to an in-process store of `E2EE_REPLAY_STORE_CAPACITY` claims that refuses
     /// new claims when full rather than evict a live one (which would let its request replay).
     /// `store` and `replayStore` are this replica's own; with Redis configured each is paired with it.
+    /// `keyProvenance` is the KMS chains of `keys` when they were derived (`SIGNING_KEY_SOURCE=kms`), for attestation.
     public init(
-        config: ProxyConfig, keys: SigningKeys, store: any SharedStore = TTLStore(),
+        config: ProxyConfig, keys: SigningKeys, keyProvenance: KeyProvenance? = nil,
+        store: any SharedStore = TTLStore(),
         replayStore: (any SharedStore)? = nil, metrics: ProxyMetrics = .init(),
         logger: Logger
     ) throws {
@@ -96,6 +98,7 @@ public struct ProxyServices: Sendable {
                     return (pair.keyConfig, pair.keyConfigID)
                 },
                 versions: Array(config.e2eeMinVersion...3)),
+            keyProvenance: keyProvenance,
             logger: logger)
     }
 

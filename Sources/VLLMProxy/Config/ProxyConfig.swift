@@ -27,6 +27,8 @@ public struct ProxyConfig: Sendable {
     public var gpuNoHardwareMode: Bool
     public var nvmlLibraryPath: String?
     public var tlsCertPath: String?
+    /// Where the signing keys come from (`SIGNING_KEY_SOURCE`, SPEC §5).
+    public var signingKeySource: SigningKeySource
     public var basicMaxRequest: Int
     public var metricsPollInterval: Duration
     public var metricsTimeout: Duration
@@ -122,6 +124,9 @@ public struct ProxyConfig: Sendable {
         .text("GPU_NO_HW_MODE", "0", "1/true/yes: collect no GPU evidence (development only)"),
         .text("NVML_LIBRARY_PATH", "libnvidia-ml.so.1", "NVML library to dlopen (tests point it at a fake)"),
         .text("TLS_CERT_PATH", "(unset)", "PEM certificate whose key attestation v2 binds"),
+        .text(
+            "SIGNING_KEY_SOURCE", "random",
+            "random (per process) or kms: derive the signing keys through dstack's GetKey, shared by all replicas"),
         .integer("BASIC_MAX_REQUEST", 20, 1...1_000_000, "max concurrent in-flight basic-tier requests"),
         .seconds(
             "METRICS_POLL_INTERVAL_SECONDS", 2, 0.001...3600, clampedTo: 0.5...10,
@@ -222,6 +227,12 @@ public struct ProxyConfig: Sendable {
         self.gpuNoHardwareMode = flag("GPU_NO_HW_MODE")
         self.nvmlLibraryPath = string("NVML_LIBRARY_PATH")
         self.tlsCertPath = string("TLS_CERT_PATH")
+        // A typo must not quietly give random keys to an operator who asked for one identity across replicas.
+        switch string("SIGNING_KEY_SOURCE")?.trimmingSpaces.lowercased() {
+        case nil, "random": self.signingKeySource = .random
+        case "kms": self.signingKeySource = .kms
+        default: throw .malformed("SIGNING_KEY_SOURCE", "must be random or kms")
+        }
         self.basicMaxRequest = try integer("BASIC_MAX_REQUEST")
         self.metricsPollInterval = try seconds("METRICS_POLL_INTERVAL_SECONDS")
         self.metricsTimeout = try seconds("METRICS_TIMEOUT_SECONDS")
@@ -371,6 +382,14 @@ extension ProxyConfig {
     }
 }
 
+/// Where the signing keys come from (SPEC §5); the E2EE v3 keys are random per process either way.
+public enum SigningKeySource: String, Sendable {
+    /// Fresh keys from the system's RNG at every start (the Python implementation's behaviour).
+    case random
+    /// Derived through the dstack guest agent's `GetKey`: one identity for every replica and restart of the app.
+    case kms
+}
+
 /// A start-up configuration problem; its description is the one line printed before exiting.
 public enum ConfigError: Error, Sendable, CustomStringConvertible {
     case missing(String)
@@ -404,7 +423,8 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
                 "e2eeReplayStoreCapacity": e2eeReplayStoreCapacity,
                 "redis": redis as Any, "dstackEndpoint": dstackEndpoint as Any,
                 "gpuNoHardwareMode": gpuNoHardwareMode, "nvmlLibraryPath": nvmlLibraryPath as Any,
-                "tlsCertPath": tlsCertPath as Any, "basicMaxRequest": basicMaxRequest,
+                "tlsCertPath": tlsCertPath as Any, "signingKeySource": signingKeySource.rawValue,
+                "basicMaxRequest": basicMaxRequest,
                 "metricsPollInterval": metricsPollInterval, "metricsTimeout": metricsTimeout,
                 "metricsMaxAge": metricsMaxAge, "chutes": chutes, "upstreamTimeout": upstreamTimeout,
                 "maxBodyBytes": maxBodyBytes, "upstreamMaxResponseBytes": upstreamMaxResponseBytes,
