@@ -39,6 +39,8 @@ struct ProxyVerification {
         let receiptID: String?
         /// A Chutes model whose `/v1/attestation/chain` verdict must be signed by the attested key and pass.
         var chutesModel: String? = nil
+        /// The dstack KMS root the attested key's `key_provenance` chain must lead to (`--kms-root`).
+        var kmsRoot: Secp256k1PublicKey? = nil
     }
 
     /// One check's result.
@@ -214,6 +216,7 @@ struct ProxyVerification {
 
         // What runs: the event log replayed to RTMR3, then the expectations.
         var composeHash: [UInt8]?
+        var appID: [UInt8]?
         do throws(DstackEventLog.Failure) {
             let log = try DstackEventLog(parsing: Array(report.eventLog.utf8), quotedRTMR3: quote.body.rtmr[3])
             // dstack 0.5.1 and later also put the compose hash in MRCONFIGID (0x01 ‖ hash): both must agree.
@@ -221,9 +224,10 @@ struct ProxyVerification {
             if configID.first == 0x01, let hash = log.composeHash, Array(configID[1..<33]) != hash {
                 record.add("event_log", false, "MRCONFIGID names another compose hash than the event log")
                 checkMeasurements(quote.body, composeHash: nil, record)
-                return await checkRest(report: report, nonce: nonce, now: now, record)
+                return await checkRest(report: report, nonce: nonce, now: now, appID: nil, record)
             }
             composeHash = log.composeHash
+            appID = log.appID
             if let hash = log.composeHash { record.facts["compose_hash"] = .string(Hex.encode(hash)) }
             if let appID = log.appID { record.facts["app_id"] = .string(Hex.encode(appID)) }
             record.add(
@@ -234,11 +238,13 @@ struct ProxyVerification {
             record.add("event_log", false, error.detail)
         }
         checkMeasurements(quote.body, composeHash: composeHash, record)
-        await checkRest(report: report, nonce: nonce, now: now, record)
+        await checkRest(report: report, nonce: nonce, now: now, appID: appID, record)
     }
 
-    /// The GPUs, then the receipt.
-    private func checkRest(report: Report, nonce: [UInt8], now: Int64, _ record: Record) async {
+    /// The KMS provenance (with `--kms-root`, or when the report claims one), the GPUs, then the receipt.
+    /// - Parameter appID: the app id the quoted event log names; nil when the event log failed.
+    private func checkRest(report: Report, nonce: [UInt8], now: Int64, appID: [UInt8]?, _ record: Record) async {
+        checkKMSProvenance(report: report, appID: appID, record)
         let gpu = GPUCheck.run(
             payload: report.nvidiaPayload, nonce: nonce, now: now, root: plan.nvidiaRoot, allowNoGPU: plan.allowNoGPU)
         if let warning = gpu.warning { record.warnings.append(warning) }
@@ -249,6 +255,64 @@ struct ProxyVerification {
         }
         if let model = plan.chutesModel {
             await checkChutesChain(model, report: report, record)
+        }
+    }
+
+    /// SPEC §5 `key_provenance`: the attested key's dstack chain leads, through the app key of the app id the quote's
+    /// event log names, to the KMS root given with `--kms-root`. Without `--kms-root` it is reported, not checked; a
+    /// report without provenance (random keys) adds no line unless a root was asked for.
+    private func checkKMSProvenance(report: Report, appID: [UInt8]?, _ record: Record) {
+        let algo = plan.signingAlgo
+        let entry = report.keyProvenance.first {
+            $0.path.hasSuffix(algo == "ecdsa" ? "/ecdsa-signing-key" : "/ed25519-signing-key")
+        }
+        guard let root = plan.kmsRoot else {
+            guard let entry else { return }
+            record.warnings.append("key_provenance is not checked: --kms-root names the KMS root it must lead to")
+            record.add(
+                "kms_provenance", true,
+                "not checked (no --kms-root); the report says the \(algo) key is \(entry.path) from the dstack KMS")
+            return
+        }
+        guard let entry else {
+            record.add(
+                "kms_provenance", false,
+                "the report has no key_provenance for the \(algo) key (a proxy with SIGNING_KEY_SOURCE=random)")
+            return
+        }
+        guard let appID else {
+            record.add("kms_provenance", false, "no app-id from a verified event log to check the chain against")
+            return
+        }
+        guard entry.purpose == KMSSigningKeys.purpose else {
+            record.add(
+                "kms_provenance", false, "\(entry.path) was issued for purpose \"\(entry.purpose)\", not \"signing\"")
+            return
+        }
+        let key: DstackKeyChain.SignedKey
+        if algo == "ecdsa" {
+            guard let point = try? Secp256k1PublicKey(bytes: report.publicKey) else {
+                record.add("kms_provenance", false, "signing_public_key is not a secp256k1 point")
+                return
+            }
+            key = .secp256k1(point)
+        } else {
+            key = .ed25519(report.publicKey)
+        }
+        do throws(DstackKeyChain.Failure) {
+            let signers = try DstackKeyChain.verify(
+                chain: entry.signatureChain, purpose: entry.purpose, key: key, appID: appID, kmsRoot: root)
+            record.facts["key_provenance"] = [
+                "path": .string(entry.path), "purpose": .string(entry.purpose),
+                "app_key": .string(Hex.encode(signers.appKey.compressed33)),
+                "kms_root": .string(Hex.encode(root.compressed33)),
+            ]
+            record.add(
+                "kms_provenance", true,
+                "the \(algo) key is \(entry.path) of app \(Hex.encode(appID)), issued under the KMS root \(Hex.encode(root.compressed33)): every replica of this app holds it"
+            )
+        } catch {
+            record.add("kms_provenance", false, "\(entry.path): \(error)")
         }
     }
 
@@ -442,6 +506,8 @@ struct Report {
     let keyConfig: [UInt8]
     let keyConfigID: String
     let e2eeVersions: [Int]
+    /// `key_provenance` (SPEC §5), empty when absent; not bound by the quote, so only a chain check gives it weight.
+    let keyProvenance: [KeyProvenance.Entry]
 
     struct Malformed: Error, CustomStringConvertible {
         let description: String
@@ -492,6 +558,26 @@ struct Report {
                 if case .number(let text) = value { return Int(text) }
                 return nil
             } ?? []
+        keyProvenance = try Self.provenance(object["key_provenance"])
+    }
+
+    /// The entries of `key_provenance`; a field that is there but not of the SPEC's shape is malformed.
+    private static func provenance(_ value: JSONValue?) throws -> [KeyProvenance.Entry] {
+        guard let value, value != .null else { return [] }
+        guard let object = value.objectValue else { throw Malformed(description: "key_provenance is not an object") }
+        return try object.map { path, entry in
+            guard let purpose = entry["purpose"]?.stringValue, let links = entry["signature_chain"]?.arrayValue else {
+                throw Malformed(description: "key_provenance[\(path)] has no purpose or signature_chain")
+            }
+            let chain = try links.map { link in
+                guard let text = link.stringValue, let bytes = Hex.decode(text) else {
+                    throw Malformed(
+                        description: "key_provenance[\(path)].signature_chain holds something other than hex")
+                }
+                return bytes
+            }
+            return KeyProvenance.Entry(path: path, purpose: purpose, signatureChain: chain)
+        }
     }
 
     /// Whether `signing_address` is the address of `signing_public_key`.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JSON
+import Signing
 import TDXCollateral
 import TDXVerifier
 
@@ -20,8 +21,9 @@ struct Verify: AsyncParsableCommand {
             (https), the E2EE v3 key list and the GPU evidence; the dstack event log against RTMR3; the code \
             measured (--expect-compose-hash, --expect-mr-td, --expect-rtmr0..2; without any, this check fails \
             unless --allow-any-code); the NVIDIA GPU evidence (NVIDIA's pinned root unless --nvidia-root-ca or \
-            NVIDIA_ROOT_CA_FILE); with --receipt, one signature record against the attested key. Exit 0 when \
-            every check passed, 1 when one failed, 2 for unusable arguments.
+            NVIDIA_ROOT_CA_FILE); with --receipt, one signature record against the attested key; with --kms-root, \
+            that the attested key's key_provenance chain leads to that dstack KMS root for the quoted app id. Exit \
+            0 when every check passed, 1 when one failed, 2 for unusable arguments.
             """)
 
     @Argument(help: "The proxy's base URL, e.g. https://proxy.example.com")
@@ -60,6 +62,13 @@ struct Verify: AsyncParsableCommand {
         name: .customLong("chutes-model"),
         help: "A Chutes model whose /v1/attestation/chain verdict must pass, signed by the attested key.")
     var chutesModel: String?
+    @Option(
+        name: .customLong("kms-root"),
+        help: ArgumentHelp(
+            "The dstack KMS root public key (secp256k1, hex, compressed or not), or a file holding it: the attested "
+                + "key's key_provenance must lead to it (a proxy with SIGNING_KEY_SOURCE=kms).",
+            valueName: "hex-or-file"))
+    var kmsRoot: String?
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
@@ -143,6 +152,25 @@ struct Verify: AsyncParsableCommand {
             receiptID: receipt
         )
         plan.chutesModel = chutesModel
+        plan.kmsRoot = try kmsRoot.map(Self.kmsRootKey)
         return plan
+    }
+
+    /// `--kms-root`: hex (an optional `0x`), or a file holding it; dstack's KMS publishes its root compressed.
+    private static func kmsRootKey(_ argument: String) throws -> Secp256k1PublicKey {
+        var text = argument
+        if FileManager.default.isReadableFile(atPath: argument) {
+            text = String(decoding: try VerifyQuote.read(argument), as: UTF8.self)
+        }
+        text = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.hasPrefix("0x") { text.removeFirst(2) }
+        guard let bytes = Hex.decode(text),
+            let key = try?
+                (bytes.count == 33 ? Secp256k1PublicKey(compressed: bytes) : Secp256k1PublicKey(bytes: bytes))
+        else {
+            throw ValidationError(
+                "--kms-root must be a secp256k1 public key in hex (33, 64 or 65 bytes), or a file holding one")
+        }
+        return key
     }
 }
