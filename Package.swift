@@ -164,7 +164,7 @@ let package = Package(
         .target(
             name: "DevStubs",
             dependencies: [
-                "JSON", "ChutesE2EE", "GuardedHTTP",
+                "JSON", "ChutesE2EE", "GuardedHTTP", "Signing",
                 .product(name: "Crypto", package: "swift-crypto"),
                 // The dev agent's throwaway TDX PKI: certificates, CRLs and the SGX extension.
                 .product(name: "X509", package: "swift-certificates"),

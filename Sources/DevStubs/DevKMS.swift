@@ -1,4 +1,5 @@
 import Crypto
+import Signing
 
 /// The dev agent's stand-in for dstack's KMS behind `GetKey`: keys derived as dstack derives them, under a root
 /// key whose secret is PUBLIC (it is computed from a fixed string below). DEVELOPMENT ONLY, NOT SECURE: anyone can
@@ -32,7 +33,7 @@ public struct DevKMS: Sendable {
 
     /// The root's compressed public key, what `vllm-proxy verify --kms-root` pins for dev chains.
     public static let rootPublicKey: [UInt8] = {
-        guard let key = try? DevSecp256k1.publicKey(secret: rootSecret) else {
+        guard let key = try? publicKey(rootSecret) else {
             preconditionFailure("the dev KMS root secret is not a secp256k1 scalar")
         }
         return key
@@ -48,9 +49,9 @@ public struct DevKMS: Sendable {
         self.appID = appID
         let appSecret = Self.hkdf(Self.rootSecret, info: appID + Array("app-key".utf8))
         do {
-            let appPublicKey = try DevSecp256k1.publicKey(secret: appSecret)
+            let appPublicKey = try Self.publicKey(appSecret)
             let message = Array("dstack-kms-issued:".utf8) + appID + appPublicKey
-            kmsSignature = try DevSecp256k1.sign(digest: DevKeccak256.hash(message), secret: Self.rootSecret)
+            kmsSignature = try Self.sign(message, secret: Self.rootSecret)
         } catch {
             // dstack refuses such an app id too; with a fixed root, no 20-byte id is known to hit this.
             preconditionFailure("the dev app key is not a secp256k1 scalar")
@@ -65,7 +66,7 @@ public struct DevKMS: Sendable {
         let publicKey: [UInt8]
         switch algorithm {
         case "", "secp256k1", "k256":
-            guard let point = try? DevSecp256k1.publicKey(secret: key) else { throw .derivedKeyOutOfRange }
+            guard let point = try? Self.publicKey(key) else { throw .derivedKeyOutOfRange }
             publicKey = point
         case "ed25519":
             // Any 32 bytes are an Ed25519 seed.
@@ -75,8 +76,21 @@ public struct DevKMS: Sendable {
         }
         let message = Array("\(purpose):\(DevTDXHex.encode(publicKey))".utf8)
         // The app secret was checked in init, so signing with it cannot fail.
-        let appSignature = try! DevSecp256k1.sign(digest: DevKeccak256.hash(message), secret: appSecret)
+        let appSignature = try! Self.sign(message, secret: appSecret)
         return Key(key: key, signatureChain: [appSignature, kmsSignature])
+    }
+
+    /// The 33-byte compressed public key of a secret (libsecp256k1, through the proxy's Signing module).
+    static func publicKey(_ secret: [UInt8]) throws(Secp256k1Error) -> [UInt8] {
+        try Secp256k1PrivateKey(rawRepresentation: secret).publicKey.compressed33
+    }
+
+    /// dstack's signature form: r ‖ s ‖ the bare recovery id (0–3), over Keccak-256 of the message.
+    static func sign(_ message: [UInt8], secret: [UInt8]) throws(Secp256k1Error) -> [UInt8] {
+        var signature = try Secp256k1PrivateKey(rawRepresentation: secret).signRecoverable(
+            digest: Keccak256.hash(message))
+        signature[64] -= 27  // signRecoverable writes Ethereum's v = 27 + recovery id
+        return signature
     }
 
     private static func hkdf(_ secret: [UInt8], info: [UInt8]) -> [UInt8] {

@@ -8,8 +8,8 @@ import Testing
 
 @testable import DevStubs
 
-/// SPEC §5 `SIGNING_KEY_SOURCE=kms` against the dev agent's `GetKey`: the dev KMS's plain-Swift secp256k1 and
-/// Keccak agree with the proxy's (libsecp256k1), its chains verify with `DstackKeyChain`, and the proxy's derivation
+/// SPEC §5 `SIGNING_KEY_SOURCE=kms` against the dev agent's `GetKey`: the dev KMS signs in dstack's form, its
+/// chains verify with `DstackKeyChain`, and the proxy's derivation
 /// gives one identity per app with provenance the report carries.
 @Suite struct KMSKeyDerivationTests {
     /// `body`'s result or error, so the client can be shut down on both paths.
@@ -25,33 +25,19 @@ import Testing
     /// The dev guest's app id (fixed: the first 20 bytes of its compose hash).
     let appID = DevTDXGuest().appID
 
-    // MARK: The dev KMS's own arithmetic against the proxy's
+    // MARK: The dev KMS's signatures in dstack's form
 
-    @Test func devKeccakAgreesWithSigningKeccakAcrossBlockBoundaries() {
-        for length in [0, 1, 55, 71, 74, 134, 135, 136, 137, 271, 272, 273, 300] {
-            let message = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
-            #expect(DevKeccak256.hash(message) == Keccak256.hash(message), "length \(length)")
-        }
-        #expect(
-            Hex.encode(DevKeccak256.hash([]))
-                == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
-    }
-
-    @Test func devPublicKeysAndSignaturesAgreeWithLibsecp256k1() throws {
+    @Test func devSignaturesCarryTheBareRecoveryIDAndRecover() throws {
         for index in 0..<4 {
             let secret = Array(SHA256.hash(data: Array("dev key \(index)".utf8)))
             let reference = try Secp256k1PrivateKey(rawRepresentation: secret)
-            #expect(try DevSecp256k1.publicKey(secret: secret) == reference.publicKey.compressed33)
-            let digest = Keccak256.hash(Array("message \(index)".utf8))
-            let signature = try DevSecp256k1.sign(digest: digest, secret: secret)
-            #expect(signature[64] <= 1)
-            #expect(try Secp256k1PublicKey.recover(signature: signature, digest: digest) == reference.publicKey)
-            // Low s, as libsecp256k1 and dstack's k256 produce.
-            let halfOrder = Hex.decode("7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0")!
-            #expect(!halfOrder.lexicographicallyPrecedes(signature[32..<64]))
-        }
-        #expect(throws: DevSecp256k1.InvalidSecret.self) {
-            try DevSecp256k1.publicKey(secret: [UInt8](repeating: 0, count: 32))
+            #expect(try DevKMS.publicKey(secret) == reference.publicKey.compressed33)
+            let message = Array("message \(index)".utf8)
+            let signature = try DevKMS.sign(message, secret: secret)
+            #expect(signature[64] <= 3)
+            #expect(
+                try Secp256k1PublicKey.recover(signature: signature, digest: Keccak256.hash(message))
+                    == reference.publicKey)
         }
     }
 
