@@ -110,8 +110,8 @@ def test_hostile_bodies_are_answered_cheaply_in_the_error_shape(hostile, case):
         assert r.status_code == expected, (case, r.text[:300])
         if expected == 400:
             assert r.json()["error"]["type"] == "invalid_request_error"
-    elif case in ("wide-100k-keys", "wide-100k-duplicate-keys", "wide-100k-array", "huge-number", "huge-exponent",
-                  "escaped-nul", "long-string", "many-escapes"):
+    elif case in ("wide-100k-keys", "wide-100k-array", "huge-number", "huge-exponent", "escaped-nul", "long-string",
+                  "many-escapes"):
         assert r.status_code == 200, (case, r.text[:300])  # valid JSON: relayed
     else:
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", (case, r.text[:300])
@@ -232,3 +232,66 @@ def test_every_numeric_variable_refuses_nonsense_with_one_line_and_exit_2(stack)
             assert token not in done.stderr + done.stdout
             checked += 1
     assert checked >= 5 * len(KNOWN_NUMERIC) - 2, checked
+
+
+# ---------------------------------------------------------------- repeated keys (SPEC §2, issue #20)
+
+WIDE_REPEAT = ("{" + ",".join(f'"k{i}":0' for i in range(100_000)) + ',"\\u006b99999":1}').encode()
+REPEATED_KEYS: dict[str, bytes] = {
+    "stream-twice": b'{"model":"stub-model","stream":false,"messages":[{"role":"user","content":"hi"}],"stream":true}',
+    "messages-twice": b'{"model":"stub-model","messages":[{"role":"user","content":"a"}],'
+                      b'"messages":[{"role":"user","content":"b"}]}',
+    "role-twice-in-a-message": b'{"model":"stub-model","messages":[{"role":"user","role":"system","content":"x"}]}',
+    "deep-in-tool-calls": b'{"model":"stub-model","messages":[{"role":"assistant","content":null,"tool_calls":'
+                          b'[{"id":"c","type":"function","function":{"name":"f","arguments":"{}","name":"g"}}]}]}',
+    "escaped-spelling": b'{"model":"stub-model","messages":[{"role":"user","content":"x"}],"\\u006dodel":"other"}',
+    "surrogate-pair-spelling": '{"model":"stub-model","messages":[],"\U0001F600":1,"\\ud83d\\ude00":2}'.encode(),
+    "beside-empty-tool-calls": b'{"model":"stub-model","messages":[{"role":"assistant","content":"b","tool_calls":[]},'
+                               b'{"role":"user","content":"a","content":"c"}]}',
+    "after-100k-keys": WIDE_REPEAT,
+    "one-key-100k-times": ("{" + ",".join('"k":0' for _ in range(100_000)) + "}").encode(),
+}
+
+
+@pytest.mark.parametrize("case", list(REPEATED_KEYS))
+def test_a_repeated_key_is_refused_and_nothing_reaches_vllm(hostile, stub, case):
+    body = REPEATED_KEYS[case]
+    # Python (the upstream's reader) accepts these and keeps the last occurrence: the proxy must not guess.
+    assert isinstance(json.loads(body), dict)
+    pid = hostile.process.popen.pid
+    before = cpu_seconds(pid)
+    r = hostile.post(CHAT, body)
+    spent = cpu_seconds(pid) - before
+    assert r.status_code == 400, (case, r.status_code, r.text[:300])
+    assert r.json()["error"]["type"] == "invalid_request_error", r.text[:300]
+    assert stub.requests() == [], f"{case}: something reached the upstream"
+    assert spent < cpu_bound(body), f"{case}: {spent * 1000:.0f} ms of proxy CPU"
+
+
+def test_a_repeated_key_sent_as_raw_bytes_is_refused(stack, hostile, stub):
+    """The exact bytes on the wire, no client library in between (the escaped spelling of `stream`)."""
+    port = int(hostile.base_url.rsplit(":", 1)[1])
+    body = b'{"model":"stub-model","stream":false,"messages":[{"role":"user","content":"hi"}],"str\\u0065am":true}'
+    head = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {stack.token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    # Not `raw_request`: its half-close would read as a client that left before its answer.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head + body)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "invalid_request_error"
+    assert stub.requests() == []
+
+
+def test_keys_repeated_only_across_objects_are_relayed_byte_for_byte(hostile, stub):
+    body = (b'{"model":"stub-model","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}],'
+            b'"metadata":{"model":{"model":1},"e\\u0301":1,"\\u00e9":2}}')
+    r = hostile.post(CHAT, body)
+    assert r.status_code == 200, r.text[:300]
+    (entry,) = stub.requests()
+    assert entry["body"] == body.decode()

@@ -14,25 +14,34 @@ public struct JSONScan: Sendable {
     }
 
     public let rootKind: Kind
-    /// The values of the requested top-level keys, in the order asked (the last occurrence wins, as in
-    /// parsing); nil when absent, or when the document is not an object.
+    /// The values of the requested top-level keys, in the order asked (unless duplicates are refused, the last
+    /// occurrence wins, as in parsing); nil when absent, or when the document is not an object.
     public let members: [Value?]
     /// Whether the flagged key occurs as a key at any depth.
     public let sawFlaggedKey: Bool
 
-    /// Scans `bytes`; throws what `JSONValue(parsing:)` would throw for the same input (same error kinds).
+    /// Scans `bytes`; throws what `JSONValue(parsing:rejectingDuplicateKeys:)` would throw for the same input
+    /// (same error kinds). With `rejectingDuplicateKeys`, a key repeated within any one object is an error,
+    /// reported at the same offset as the parser reports it (see `DuplicateKeys` for how that stays linear).
     public init(
         scanning bytes: UnsafeRawBufferPointer, topLevelKeys: [StaticString] = [],
-        flagging flaggedKey: StaticString? = nil
+        flagging flaggedKey: StaticString? = nil, rejectingDuplicateKeys: Bool = false
     ) throws(JSONParseError) {
-        var scanner = Scanner(
-            bytes: bytes.bindMemory(to: UInt8.self), wanted: topLevelKeys, flagged: flaggedKey)
-        scanner.skipWhitespace()
-        rootKind = try scanner.scanValue(depth: 0)
-        scanner.skipWhitespace()
-        guard scanner.offset == bytes.count else { throw .trailingData(offset: scanner.offset) }
-        members = scanner.found
-        sawFlaggedKey = scanner.sawFlagged
+        // The duplicate check's first keys live on this stack frame, so a typical request costs no allocation.
+        let scanned = try withUnsafeTemporaryAllocation(
+            of: DuplicateKeys.Key.self, capacity: rejectingDuplicateKeys ? DuplicateKeys.inlineCapacity : 0
+        ) { storage throws(JSONParseError) in
+            var scanner = Scanner(
+                bytes: bytes.bindMemory(to: UInt8.self), wanted: topLevelKeys, flagged: flaggedKey,
+                rejectsDuplicateKeys: rejectingDuplicateKeys, keyStorage: storage)
+            defer { scanner.duplicates.release() }
+            scanner.skipWhitespace()
+            let rootKind = try scanner.scanValue(depth: 0)
+            scanner.skipWhitespace()
+            guard scanner.offset == bytes.count else { throw .trailingData(offset: scanner.offset) }
+            return (rootKind, scanner.found, scanner.sawFlagged)
+        }
+        (rootKind, members, sawFlaggedKey) = scanned
     }
 
     /// A string value's contents (escapes decoded); nil for any other kind.
@@ -47,15 +56,22 @@ private struct Scanner: JSONByteReader {
     let bytes: UnsafeBufferPointer<UInt8>
     let wanted: [StaticString]
     let flagged: StaticString?
+    let rejectsDuplicateKeys: Bool
     var offset = 0
     var found: [JSONScan.Value?]
     var sawFlagged = false
+    var duplicates: DuplicateKeys
 
-    init(bytes: UnsafeBufferPointer<UInt8>, wanted: [StaticString], flagged: StaticString?) {
+    init(
+        bytes: UnsafeBufferPointer<UInt8>, wanted: [StaticString], flagged: StaticString?, rejectsDuplicateKeys: Bool,
+        keyStorage: UnsafeMutableBufferPointer<DuplicateKeys.Key>
+    ) {
         self.bytes = bytes
         self.wanted = wanted
         self.flagged = flagged
+        self.rejectsDuplicateKeys = rejectsDuplicateKeys
         self.found = Array(repeating: nil, count: wanted.count)
+        self.duplicates = DuplicateKeys(bytes: bytes, storage: keyStorage)
     }
 
     mutating func scanValue(depth: Int) throws(JSONParseError) -> JSONScan.Kind {
@@ -94,6 +110,7 @@ private struct Scanner: JSONByteReader {
             offset += 1
             return
         }
+        var keys = duplicates.open()
         while true {
             skipWhitespace()
             guard try peek() == UInt8(ascii: "\"") else { throw .unexpectedByte(offset: offset) }
@@ -106,6 +123,13 @@ private struct Scanner: JSONByteReader {
             skipWhitespace()
             let valueStart = offset
             let kind = try scanValue(depth: depth)
+            // Checked after the value, where the parser checks, so that both report the same error.
+            if rejectsDuplicateKeys,
+                !duplicates.insert(
+                    DuplicateKeys.Key(start: key.lowerBound, end: key.upperBound, escaped: escaped), into: &keys)
+            {
+                throw .duplicateKey(offset: offset)
+            }
             if let flagged, !sawFlagged, matches(key, escaped: escaped, flagged) { sawFlagged = true }
             if depth == 1 {
                 for (index, name) in wanted.enumerated() where matches(key, escaped: escaped, name) {
@@ -115,7 +139,10 @@ private struct Scanner: JSONByteReader {
             skipWhitespace()
             let byte = try peek()
             offset += 1
-            if byte == UInt8(ascii: "}") { return }
+            if byte == UInt8(ascii: "}") {
+                if rejectsDuplicateKeys { duplicates.close(keys) }
+                return
+            }
             guard byte == UInt8(ascii: ",") else { throw .unexpectedByte(offset: offset - 1) }
         }
     }
@@ -143,9 +170,11 @@ private struct Scanner: JSONByteReader {
     func matches(_ range: Range<Int>, escaped: Bool, _ name: StaticString) -> Bool {
         let expected = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
         guard escaped else {
-            return range.count == expected.count + 2
-                && UnsafeBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
-                    .elementsEqual(expected)
+            // A plain loop rather than `elementsEqual`, which the optimiser stops inlining as `scanObject` grows:
+            // this runs for every key of a document.
+            guard range.count == expected.count + 2 else { return false }
+            for index in expected.indices where bytes[range.lowerBound + 1 + index] != expected[index] { return false }
+            return true
         }
         guard case .string(let key)? = try? JSONValue(parsing: UnsafeBufferPointer(rebasing: bytes[range])) else {
             return false

@@ -7,8 +7,9 @@ import Signing
 /// bytes to forward (the original bytes whenever nothing had to change, so unchanged requests are not
 /// re-serialised).
 ///
-/// A plain request is only scanned (validated, `stream` read, `tool_calls` looked for) and never parsed into
-/// a tree; the tree is built only when something must change (E2EE decryption, `tool_calls: []` stripping).
+/// A plain request is only scanned (validated, duplicate keys refused, `stream` read, `tool_calls` looked for)
+/// and never parsed into a tree; the tree is built only when something must change (E2EE decryption,
+/// `tool_calls: []` stripping).
 struct DecodedRequest: Sendable {
     /// The exact bytes the client sent; the request hash is taken over these.
     let received: ByteBuffer
@@ -19,9 +20,17 @@ struct DecodedRequest: Sendable {
     init(bytes: ByteBuffer) throws(ProxyError) {
         let scan: JSONScan
         do {
+            // A key twice in one object, at any depth, is refused (SPEC §2): JSON readers differ on which
+            // occurrence counts, so the proxy, the upstream and the signed request hash could each stand for
+            // a different request. Every body sent upstream passes here first (v1/v2 before decryption), or
+            // through V3Codec's parse of the sealed body, which refuses them as well.
             scan = try bytes.withUnsafeReadableBytes { buffer in
-                try JSONScan(scanning: buffer, topLevelKeys: ["stream", "e2ee"], flagging: "tool_calls")
+                try JSONScan(
+                    scanning: buffer, topLevelKeys: ["stream", "e2ee"], flagging: "tool_calls",
+                    rejectingDuplicateKeys: true)
             }
+        } catch JSONParseError.duplicateKey {
+            throw .invalidRequest("Request body repeats a key within one object")
         } catch {
             throw .invalidRequest("Request body is not valid JSON")
         }
@@ -83,9 +92,11 @@ struct DecodedRequest: Sendable {
         changed = json
     }
 
-    /// The body as a tree: the changed one, else parsed from the received bytes (already validated).
+    /// The body as a tree: the changed one, else parsed from the received bytes (already validated, and
+    /// refusing duplicates again so that no tree built here can silently keep one of two values).
     private var tree: JSONObject {
-        changed ?? (try? JSONValue(parsing: received.readableBytesView))?.objectValue ?? JSONObject()
+        changed ?? (try? JSONValue(parsing: received.readableBytesView, rejectingDuplicateKeys: true))?.objectValue
+            ?? JSONObject()
     }
 
     /// Rewrites the body (E2EE decryption); forwarding then re-serialises.
