@@ -117,6 +117,8 @@ public final class UpstreamConnectionPool: Sendable {
     public var peakConnections: Int { peak.load(ordering: .relaxed) }
     /// Requests waiting for a connection (for tests).
     var waitingRequests: Int { waiting.load(ordering: .relaxed) }
+    /// Idle keep-alive connections over every loop (for tests: an answer is read before its connection is back).
+    var idleConnections: Int { loops.reduce(0) { $0 + $1.idleCount.load(ordering: .sequentiallyConsistent) } }
 
     // MARK: Internals (on the pool's event loop)
 

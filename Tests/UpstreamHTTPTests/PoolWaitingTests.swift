@@ -116,6 +116,8 @@ import Testing
         let pool = try UpstreamConnectionPool(
             endpoint: UpstreamEndpoint(baseURL: "http://127.0.0.1:\(server.port)")!, group: group)
         #expect(try await Self.fetch(pool, "/json") == TestServer.json)
+        // The caller has the answer a moment before the connection is back in the pool: reuse needs it there.
+        try await Self.waitUntil { pool.idleConnections == 1 }
         await #expect(throws: UpstreamHTTPError.readTimeout) {
             _ = try await Self.fetch(pool, "/silent", timeout: .milliseconds(300))
         }
@@ -133,6 +135,7 @@ import Testing
         let pool = try UpstreamConnectionPool(
             endpoint: UpstreamEndpoint(baseURL: "http://127.0.0.1:\(server.port)")!, group: group)
         #expect(try await Self.fetch(pool, "/json") == TestServer.json)
+        try await Self.waitUntil { pool.idleConnections == 1 }
         let hangUp = UpstreamConnectionHandler.crossedCloseWindow + .milliseconds(300)
         await #expect(throws: UpstreamHTTPError.connectionClosed) {
             _ = try await Self.fetch(pool, "/hangup/\(hangUp.nanoseconds / 1_000_000)")

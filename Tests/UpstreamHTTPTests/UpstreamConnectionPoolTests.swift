@@ -27,6 +27,15 @@ import Testing
         return (response, String(buffer: try await response.body.collect(upTo: 1 << 20)))
     }
 
+    /// The caller has an answer a moment before its connection is back in the pool; reuse tests wait for that
+    /// (generously: the machine may be loaded) rather than race it.
+    static func untilAllIdle(_ pool: UpstreamConnectionPool) async throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while pool.idleConnections != pool.openConnections, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
     @Test func sequentialRequestsReuseOneConnection() async throws {
         let server = try await TestServer()
         let pool = try Self.pool(server)
@@ -34,6 +43,7 @@ import Testing
             let (response, body) = try await Self.collect(pool, "/json")
             #expect(response.status == .ok)
             #expect(body == TestServer.json)
+            try await Self.untilAllIdle(pool)
         }
         // A caller off the event loops (as tests are) is spread over them: at most one connection per loop.
         #expect(server.stats.withLock { $0.accepted } <= Self.loopCount)
@@ -55,6 +65,7 @@ import Testing
             var text = ""
             for try await chunk in stream { text += String(buffer: chunk) }
             #expect(text == (0..<5).map { "data: \($0)\n\n" }.joined())
+            try await Self.untilAllIdle(pool)
         }
         #expect(server.stats.withLock { $0.accepted } <= Self.loopCount)
         await pool.shutdown()
