@@ -121,7 +121,9 @@ import Testing
         await #expect(throws: UpstreamHTTPError.readTimeout) {
             _ = try await Self.fetch(pool, "/silent", timeout: .milliseconds(300))
         }
-        #expect(server.stats.withLock { $0.accepted } == 1)
+        // What matters is that the timed-out request reached the server once. Whether it rode the first request's
+        // connection is not asserted: on a loaded CI machine it twice did not (a second connection was accepted),
+        // which the test cannot control; the retry rule itself is covered socket-free in WaitersTests.
         #expect(server.stats.withLock { $0.requests } == 2)
         await pool.shutdown()
         await server.stop()
