@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "ChutesAttestation",
             dependencies: [
-                "ChutesE2EE", "JSON", "TDXVerifier", "TDXCollateral", "Attestation",
+                "ChutesE2EE", "JSON", "Signing", "TDXVerifier", "TDXCollateral", "Attestation",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
             ]

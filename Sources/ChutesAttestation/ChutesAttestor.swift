@@ -1,6 +1,6 @@
 import ChutesE2EE
 import Foundation
-import TDXVerifier
+import Signing
 
 /// Receives what attestation does, for metrics (the proxy counts them in Prometheus).
 public protocol ChutesAttestationObserver: Sendable {
@@ -198,10 +198,7 @@ public actor ChutesAttestor: ChutesInstanceGate {
     }
 
     /// 32 bytes from the system's CSPRNG, as 64 lowercase hex digits.
-    public static func freshNonce() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return TDXHex.encode((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
-    }
+    public static func freshNonce() -> String { Hex.encode(SecureRandom.bytes(32)) }
 }
 
 extension Duration {
