@@ -74,6 +74,41 @@ import Testing
         try outcome.get()
     }
 
+    @Test func aFloodOfDuplicatesLogsTenLinesAndCountsEveryOne() async throws {
+        let log = CapturedLog()
+        let config = try ProxyConfig(environment: [
+            "TOKEN": ProxyHarness.token, "MODEL_NAME": "test-model", "HOST": "127.0.0.1", "PORT": "0",
+            "VLLM_BASE_URL": "http://127.0.0.1:9",
+        ])
+        let services = try ProxyServices(config: config, keys: SigningKeys(), logger: log.logger)
+        let outcome = await capture {
+            let receipts = services.receipts
+            await receipts.issue(chatID: "chatcmpl-flood", requestHash: "aa", responseHash: "bb", upstream: .vllm)
+            // A token holder repeating one request_id: each answer is counted, few are logged.
+            for _ in 0..<200 {
+                await receipts.issue(chatID: "chatcmpl-flood", requestHash: "cc", responseHash: "dd", upstream: .vllm)
+            }
+            #expect(log.lines(at: .warning).count == 10, "\(log.all.count) lines")
+            let exposition = String(decoding: services.metrics.exposition(), as: UTF8.self)
+            #expect(exposition.contains(#"vllm_proxy_receipts_duplicate_id_total{upstream="vllm"} 200"#))
+        }
+        try await services.shutdown()
+        try outcome.get()
+    }
+
+    @Test func theThrottleAdmitsABurstPerWindowAndSaysHowManyItLeftOut() {
+        let throttle = LogThrottle(burst: 2, per: .seconds(10))
+        let start = ContinuousClock.now
+        #expect(throttle.admit(now: start) == 0)
+        #expect(throttle.admit(now: start + .seconds(1)) == 0)
+        #expect(throttle.admit(now: start + .seconds(2)) == nil)
+        #expect(throttle.admit(now: start + .seconds(9)) == nil)
+        // A new window: the first line carries the count of those left out.
+        #expect(throttle.admit(now: start + .seconds(10)) == 2)
+        #expect(throttle.admit(now: start + .seconds(11)) == 0)
+        #expect(throttle.admit(now: start + .seconds(30)) == 0)
+    }
+
     @Test func aLongIdIsCutShortInTheLog() {
         let logged = ReceiptIssuer.loggable("chatcmpl-" + String(repeating: "é", count: 500))
         #expect(logged.hasPrefix(#""chatcmpl-\u{00E9}"#))

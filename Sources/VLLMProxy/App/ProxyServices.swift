@@ -29,6 +29,8 @@ public struct ProxyServices: Sendable {
     public let logger: Logger
     /// For the dstack guest agent (unix socket or http); short timeouts are set per call.
     private let agentClient: HTTPClient
+    /// One per process, so the throttle holds across requests.
+    private let duplicateReceiptLog = LogThrottle(burst: 10, per: .seconds(10))
 
     /// `replayStore` defaults to an in-process store of `E2EE_REPLAY_STORE_CAPACITY` claims that refuses
     /// new claims when full rather than evict a live one (which would let its request replay).
@@ -105,7 +107,7 @@ public struct ProxyServices: Sendable {
     var receipts: ReceiptIssuer {
         ReceiptIssuer(
             keys: keys, store: store, modelName: config.modelName, ttl: config.chatCacheExpiration,
-            metrics: metrics, logger: logger)
+            metrics: metrics, logger: logger, duplicateIDLog: duplicateReceiptLog)
     }
 
     var pipeline: CompletionPipeline {

@@ -12,6 +12,8 @@ struct ReceiptIssuer: Sendable {
     let ttl: Duration
     let metrics: ProxyMetrics
     let logger: Logger
+    /// The duplicate-id warning is the client's to cause (`request_id`), so it is throttled.
+    let duplicateIDLog: LogThrottle
 
     /// Stored record keys holding the signatures over the rest of the record, one per algorithm.
     static let recordSignaturePrefix = "record_signature_"
@@ -51,9 +53,12 @@ struct ReceiptIssuer: Sendable {
             metrics.receiptIssued(upstream: upstream.rawValue)
         case .alreadyPresent:
             metrics.receiptDuplicateID(upstream: upstream.rawValue)
-            logger.warning(
-                "receipt: chat id \(Self.loggable(chatID)) already has a signature record; this answer gets none (records are never overwritten; a request_id in the body chooses vLLM's id)"
-            )
+            if let suppressed = duplicateIDLog.admit() {
+                let since = suppressed > 0 ? " (\(suppressed) more were not logged)" : ""
+                logger.warning(
+                    "receipt: chat id \(Self.loggable(chatID)) already has a signature record; this answer gets none (records are never overwritten; a request_id in the body chooses vLLM's id)\(since)"
+                )
+            }
         case .notStored:
             // Only a store that refuses when full says this; the record store evicts instead, so it is a bug.
             logger.warning("receipt: the record of chat id \(Self.loggable(chatID)) could not be stored")
