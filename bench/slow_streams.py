@@ -22,8 +22,10 @@ import json
 import sys
 import time
 
+# Each stream has its own id, as vLLM's do: a repeated id would get no receipt (records are never
+# overwritten) and the proxy would be measured on that rare path.
 CHUNK = (
-    'data: {{"id":"chatcmpl-slow","object":"chat.completion.chunk","created":1700000000,"model":"bench-model",'
+    'data: {{"id":"chatcmpl-slow-{stream}","object":"chat.completion.chunk","created":1700000000,"model":"bench-model",'
     '"choices":[{{"index":0,"delta":{{"content":"token {n} "}},"finish_reason":null}}]}}\n\n'
 )
 DONE = "data: [DONE]\n\n"
@@ -96,14 +98,15 @@ class UpstreamConnection(asyncio.Protocol):
         u.max_concurrent = max(u.max_concurrent, u.open)
         self.transport.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + chunked(CHUNK.format(n=0))
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunked(CHUNK.format(n=0, stream=u.total))
         )
         self.sent = 1
+        self.stream_number = u.total
         self.timer = asyncio.get_running_loop().call_later(u.interval, self.next_chunk)
 
     def next_chunk(self) -> None:
         if self.sent < self.upstream.chunks:
-            self.transport.write(chunked(CHUNK.format(n=self.sent)))
+            self.transport.write(chunked(CHUNK.format(n=self.sent, stream=self.stream_number)))
             self.sent += 1
             self.timer = asyncio.get_running_loop().call_later(self.upstream.interval, self.next_chunk)
             return
