@@ -18,6 +18,8 @@ final class Exchange: @unchecked Sendable {
     let mode: UpstreamResponseMode
     let readTimeout: TimeAmount
     let promise: EventLoopPromise<UpstreamHTTPResponse>
+    /// Set when the caller streams the body itself: fulfilled once the head is written on a connection.
+    let bodyWriter: EventLoopPromise<UpstreamRequestBodyWriter>?
     let eventLoop: any EventLoop
     /// The index of `eventLoop`'s pool in the connection pool: which line it waits in at the cap.
     let loopIndex: Int
@@ -37,9 +39,13 @@ final class Exchange: @unchecked Sendable {
     var ticket: UInt64 = 0
     var isWaiting = false
 
+    private var bodyWriterSettled = false
+
+    /// `streamsBody`: the caller writes the body through an `UpstreamRequestBodyWriter`; such an exchange is
+    /// never sent twice (part of its body may be gone), so it counts as retried from the start.
     init(
-        head: HTTPRequestHead, body: ByteBuffer?, mode: UpstreamResponseMode, readTimeout: TimeAmount,
-        eventLoop: any EventLoop, loopIndex: Int
+        head: HTTPRequestHead, body: ByteBuffer?, streamsBody: Bool = false, mode: UpstreamResponseMode,
+        readTimeout: TimeAmount, eventLoop: any EventLoop, loopIndex: Int
     ) {
         self.head = head
         self.body = body
@@ -48,18 +54,38 @@ final class Exchange: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.loopIndex = loopIndex
         self.promise = eventLoop.makePromise(of: UpstreamHTTPResponse.self)
+        self.bodyWriter = streamsBody ? eventLoop.makePromise(of: UpstreamRequestBodyWriter.self) : nil
+        self.retried = streamsBody
+    }
+
+    var streamsBody: Bool { bodyWriter != nil }
+
+    /// The head is on the wire: the caller may write the body.
+    func handOut(_ writer: UpstreamRequestBodyWriter) {
+        guard let bodyWriter, !bodyWriterSettled else { return }
+        bodyWriterSettled = true
+        bodyWriter.succeed(writer)
     }
 
     func succeed(_ response: UpstreamHTTPResponse) {
         guard !completed else { return }
         completed = true
+        settleBodyWriter(.connectionClosed)
         promise.succeed(response)
     }
 
     func fail(_ error: UpstreamHTTPError) {
         guard !completed else { return }
         completed = true
+        settleBodyWriter(error)
         promise.fail(error)
+    }
+
+    /// Ended before a connection took it: nobody will hand out a writer.
+    private func settleBodyWriter(_ error: UpstreamHTTPError) {
+        guard let bodyWriter, !bodyWriterSettled else { return }
+        bodyWriterSettled = true
+        bodyWriter.fail(error)
     }
 
     /// It left the line (served, cancelled, timed out): its timer would otherwise keep it, body included,

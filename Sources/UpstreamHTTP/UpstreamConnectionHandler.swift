@@ -85,10 +85,41 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
         lastRead = .now()
         armTimer(context, timeout: exchange.readTimeout)
         context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        if exchange.streamsBody {
+            // The body (and its end) is the caller's to write; the connection is never handed to another
+            // exchange, since what the caller leaves unwritten would be read as the next request's.
+            keepAlive = false
+            context.flush()
+            exchange.handOut(
+                UpstreamRequestBodyWriter(handler: NIOLoopBound(self, eventLoop: context.eventLoop), serial: serial))
+            return
+        }
         if let body = exchange.body, body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    /// A part of a streamed request body (see `UpstreamRequestBodyWriter`), or nil when this connection no
+    /// longer serves that exchange; the read timeout's silence starts after the last part, not at the head.
+    func writeBodyPart(_ part: HTTPClientRequestPart, serial: UInt64) -> EventLoopFuture<Void>? {
+        guard let context, serial == self.serial else { return nil }
+        switch state {
+        case .idle, .closed:
+            return nil
+        case .awaitingHead, .collecting, .streaming:
+            lastRead = .now()
+            return context.writeAndFlush(wrapOutboundOut(part))
+        }
+    }
+
+    /// The caller could not finish the body (its own client's body failed): the upstream must not take what
+    /// it got for a whole request, so the connection closes and the exchange fails with `error`.
+    /// Once the answer's head is in, the answer stands: the body's end no longer matters (the connection closes
+    /// after the answer, never reused).
+    func abortBody(serial: UInt64, _ error: UpstreamHTTPError) {
+        guard let context, serial == self.serial, case .awaitingHead = state else { return }
+        fail(context, error)
     }
 
     // MARK: Receiving

@@ -78,23 +78,77 @@ public final class UpstreamConnectionPool: Sendable {
         _ head: HTTPRequestHead, body: ByteBuffer?, mode: UpstreamResponseMode, readTimeout: TimeAmount
     ) async throws -> UpstreamHTTPResponse {
         var head = head
-        if !endpoint.pathPrefix.isEmpty { head.uri = endpoint.pathPrefix + head.uri }
-        head.headers.replaceOrAdd(name: "Host", value: endpoint.hostHeader)
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body?.readableBytes ?? 0))
-        let pool = currentPool()
-        let exchange = Exchange(
-            head: head, body: body, mode: mode, readTimeout: readTimeout, eventLoop: pool.eventLoop,
-            loopIndex: pool.index)
-        if pool.eventLoop.inEventLoop {
-            start(exchange, on: pool)
-        } else {
-            pool.eventLoop.execute { self.start(exchange, on: pool) }
-        }
+        let exchange = begin(head, body: body, streamsBody: false, mode: mode, readTimeout: readTimeout)
         return try await withTaskCancellationHandler {
             try await exchange.promise.futureResult.get()
         } onCancel: {
             exchange.eventLoop.execute { self.cancel(exchange) }
         }
+    }
+
+    /// Like `execute`, but the caller streams the body: `pump` writes it through the writer it is given once a
+    /// connection sent the head (`head` carries `Content-Length` or `Transfer-Encoding: chunked`), and the
+    /// body's end follows when `pump` returns. If `pump` throws, the connection closes (the upstream never
+    /// takes a part for the whole) and its error is what this throws. If the answer's head comes first, what
+    /// is left of the body is not sent. Never sent twice, on a fresh connection, never reused afterwards.
+    public func execute(
+        _ head: HTTPRequestHead,
+        streamingBody pump: @escaping @Sendable (UpstreamRequestBodyWriter) async throws -> Void,
+        mode: UpstreamResponseMode, readTimeout: TimeAmount
+    ) async throws -> UpstreamHTTPResponse {
+        let exchange = begin(head, body: nil, streamsBody: true, mode: mode, readTimeout: readTimeout)
+        let failure = PumpFailure()
+        return try await withTaskCancellationHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    guard let promise = exchange.bodyWriter, let writer = try? await promise.futureResult.get()
+                    else { return }  // ended before a connection took it: the exchange says why
+                    do {
+                        try await pump(writer)
+                        try await writer.end()
+                    } catch {
+                        // Stopped because the answer came first: the answer stands.
+                        if Task.isCancelled { return }
+                        // Kept before the abort, whose failure of the exchange the caller then sees.
+                        failure.record(error)
+                        writer.abort(.cancelled)
+                    }
+                }
+                do {
+                    let response = try await exchange.promise.futureResult.get()
+                    group.cancelAll()
+                    return response
+                } catch {
+                    group.cancelAll()
+                    try? await group.waitForAll()
+                    throw failure.error ?? error
+                }
+            }
+        } onCancel: {
+            exchange.eventLoop.execute { self.cancel(exchange) }
+        }
+    }
+
+    private func begin(
+        _ head: HTTPRequestHead, body: ByteBuffer?, streamsBody: Bool, mode: UpstreamResponseMode,
+        readTimeout: TimeAmount
+    ) -> Exchange {
+        var head = head
+        if !endpoint.pathPrefix.isEmpty { head.uri = endpoint.pathPrefix + head.uri }
+        head.headers.replaceOrAdd(name: "Host", value: endpoint.hostHeader)
+        let pool = currentPool()
+        let exchange = Exchange(
+            head: head, body: body, streamsBody: streamsBody, mode: mode, readTimeout: readTimeout,
+            eventLoop: pool.eventLoop, loopIndex: pool.index)
+        // A streamed body cannot be sent again, so it does not risk a keep-alive connection the upstream may
+        // be closing just now.
+        if pool.eventLoop.inEventLoop {
+            start(exchange, on: pool, fresh: streamsBody)
+        } else {
+            pool.eventLoop.execute { self.start(exchange, on: pool, fresh: streamsBody) }
+        }
+        return exchange
     }
 
     /// Closes idle connections and refuses new requests; exchanges in flight finish on their own.

@@ -12,6 +12,8 @@ import Synchronization
 ///   /stall           a chunked head and one chunk, then nothing
 ///   /slow/MS         answers /json's body after MS milliseconds
 ///   /hangup/MS       reads the request, then closes the connection after MS milliseconds without answering
+///   /upload          at the request's end, 200 `{"bytes":N}`: how many body bytes this request carried
+///   /early           answers /json's body on the head, before any of the request's body
 final class TestServer: Sendable {
     let port: Int
     private let channel: any Channel
@@ -31,6 +33,9 @@ final class TestServer: Sendable {
         var maxOpen = 0
         var closed = 0
         var requests = 0
+        /// Requests whose end arrived (a whole request, body included).
+        var completeRequests = 0
+        var bodyBytes = 0
     }
 
     static let json = #"{"id":"chatcmpl-1","ok":true}"#
@@ -58,6 +63,8 @@ final class TestServer: Sendable {
         typealias OutboundOut = HTTPServerResponsePart
         let stats: Counters
         var path = ""
+        var requestBytes = 0
+        var answered = false
 
         init(stats: Counters) { self.stats = stats }
 
@@ -82,11 +89,19 @@ final class TestServer: Sendable {
             switch unwrapInboundIn(data) {
             case .head(let head):
                 path = head.uri
+                requestBytes = 0
+                answered = false
                 stats.withLock { $0.requests += 1 }
-            case .body:
-                break
+                if path == "/early" {
+                    answered = true
+                    send(context, body: TestServer.json)
+                }
+            case .body(let part):
+                requestBytes += part.readableBytes
+                stats.withLock { $0.bodyBytes += part.readableBytes }
             case .end:
-                answer(context)
+                stats.withLock { $0.completeRequests += 1 }
+                if !answered { answer(context) }
             }
         }
 
@@ -96,6 +111,8 @@ final class TestServer: Sendable {
             switch parts.first {
             case "json"?:
                 send(context, body: TestServer.json)
+            case "upload"?:
+                send(context, body: #"{"bytes":\#(requestBytes)}"#)
             case "big"?:
                 send(context, body: String(repeating: "x", count: 64 << 10))
             case "close-after"?:
