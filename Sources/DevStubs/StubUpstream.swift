@@ -59,8 +59,8 @@ public final class StubUpstream: Sendable {
 
     private let recorded = Mutex<[Recorded]>([])
     private let waiting = Mutex<Double>(0)
-    private let cancelled = Atomic<Int>(0)
-    private let counts = Mutex(Counts())
+    let cancelled = Atomic<Int>(0)
+    let counts = Mutex(Counts())
 
     /// The server the stub must run on: without it a handler never learns that its client (the proxy) went
     /// away, so `counts` could not tell a cancelled upstream request from a finished one.
@@ -94,6 +94,7 @@ public final class StubUpstream: Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.post("/v1/chat/completions") { request, _ in try await self.complete(request, chat: true) }
         router.post("/v1/completions") { request, _ in try await self.complete(request, chat: false) }
+        addModelRoutes(to: router)
         router.get("/v1/models") { request, _ in
             self.record(request, body: [])
             if let refused = self.refuseWithoutKey(request) { return refused }
@@ -173,12 +174,12 @@ public final class StubUpstream: Sendable {
         return router
     }
 
-    private func refuseWithoutKey(_ request: Request) -> Response? {
+    func refuseWithoutKey(_ request: Request) -> Response? {
         guard let apiKey, request.headers[.authorization] != "Bearer \(apiKey)" else { return nil }
         return Self.json(.unauthorized, ["detail": "Invalid API key"])
     }
 
-    private func record(_ request: Request, body: [UInt8]) {
+    func record(_ request: Request, body: [UInt8]) {
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let entry = Recorded(method: request.method.rawValue, path: request.uri.path, headers: headers, body: body)

@@ -80,9 +80,11 @@ import Testing
     }
 
     @Test func overheadIsLabelledWithTheRouteTemplate() {
-        #expect(CompletionKind.chat.route(via: .vllm) == "/v1/chat/completions")
-        #expect(CompletionKind.text.route(via: .vllm) == "/v1/completions")
-        #expect(CompletionKind.chat.route(via: .chutes) == "/v1/chutes/chat/completions")
+        #expect(ProxyRoute.chat.path == "/v1/chat/completions")
+        #expect(ProxyRoute.completions.path == "/v1/completions")
+        #expect(ProxyRoute.chutesChat.path == "/v1/chutes/chat/completions")
+        #expect(ProxyRoute.chutesChat.upstreamPath == "/v1/chat/completions")
+        #expect(ProxyRoute.tokenize.upstreamPath == "/tokenize")
     }
 }
 

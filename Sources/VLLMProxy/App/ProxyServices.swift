@@ -112,7 +112,7 @@ public struct ProxyServices: Sendable {
 
     var pipeline: CompletionPipeline {
         CompletionPipeline(
-            maxBodyBytes: config.maxBodyBytes, receipts: receipts,
+            maxBodyBytes: config.maxBodyBytes, maxUploadBytes: config.maxUploadBytes, receipts: receipts,
             e2ee: E2EECodec(keys: keys, replayWindow: config.e2eeReplayWindowSeconds),
             v3: V3Codec(keys: v3Keys, replayWindow: config.e2eeReplayWindowSeconds),
             v3Framing: V3FramingSettings(

@@ -38,6 +38,8 @@ public struct ProxyConfig: Sendable {
     /// Most open connections to one upstream (each upstream has its own pool).
     public var upstreamMaxConnections: Int
     public var maxBodyBytes: Int
+    /// Largest multipart upload (audio routes), streamed to the upstream, never held whole.
+    public var maxUploadBytes: Int
     /// Largest upstream answer held whole (non-streamed: to hash, sign, seal or read it); beyond it 502.
     public var upstreamMaxResponseBytes: Int
     /// Server-side limits of each client connection (head, body, keep-alive idle).
@@ -162,6 +164,9 @@ public struct ProxyConfig: Sendable {
             "most concurrent connections to one upstream; more requests wait for one"),
         .integer("MAX_BODY_BYTES", 10_485_760, 1...268_435_456, "largest request body accepted"),
         .integer(
+            "MAX_UPLOAD_BYTES", 104_857_600, 1...4_294_967_296,
+            "largest multipart upload (audio routes), streamed to the upstream, never held whole"),
+        .integer(
             "UPSTREAM_MAX_RESPONSE_BYTES", 16_777_216, 1024...1_073_741_824,
             "largest upstream answer held whole (non-streamed); beyond it 502 upstream_unavailable"),
         .seconds("HEADER_TIMEOUT_SECONDS", 10, 1...300, "a request head must arrive within this"),
@@ -253,6 +258,7 @@ public struct ProxyConfig: Sendable {
         self.upstreamTimeout = try seconds("UPSTREAM_TIMEOUT_SECONDS")
         self.upstreamMaxConnections = try integer("UPSTREAM_MAX_CONNECTIONS")
         self.maxBodyBytes = try integer("MAX_BODY_BYTES")
+        self.maxUploadBytes = try integer("MAX_UPLOAD_BYTES")
         self.upstreamMaxResponseBytes = try integer("UPSTREAM_MAX_RESPONSE_BYTES")
         self.connectionLimits = ConnectionLimits(
             header: try seconds("HEADER_TIMEOUT_SECONDS"), body: try seconds("BODY_TIMEOUT_SECONDS"),
@@ -427,7 +433,8 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
                 "basicMaxRequest": basicMaxRequest,
                 "metricsPollInterval": metricsPollInterval, "metricsTimeout": metricsTimeout,
                 "metricsMaxAge": metricsMaxAge, "chutes": chutes, "upstreamTimeout": upstreamTimeout,
-                "maxBodyBytes": maxBodyBytes, "upstreamMaxResponseBytes": upstreamMaxResponseBytes,
+                "maxBodyBytes": maxBodyBytes, "maxUploadBytes": maxUploadBytes,
+                "upstreamMaxResponseBytes": upstreamMaxResponseBytes,
                 "connectionLimits": connectionLimits,
                 "attestationMaxWaiting": attestationMaxWaiting, "attestationTimeout": attestationTimeout,
                 "logLevel": logLevel, "pccsURL": verification.pccsURL,

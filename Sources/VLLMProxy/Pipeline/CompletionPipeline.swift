@@ -10,6 +10,8 @@ import NIOCore
 import SSE
 import SharedState
 import Signing
+import Synchronization
+import UpstreamHTTP
 
 #if canImport(Glibc)
     import Glibc
@@ -17,26 +19,13 @@ import Signing
     import Darwin
 #endif
 
-/// Which completion endpoint a request arrived on.
-enum CompletionKind: Sendable {
-    case chat, text
-
-    /// Whether the route takes E2EE v1/v2 (message fields) besides v3 (whole bodies), which every JSON route
-    /// takes (SPEC §2, §4.3).
-    var acceptsFieldE2EE: Bool { self == .chat }
-
-    var upstreamPath: String {
-        switch self {
-        case .chat: return "/v1/chat/completions"
-        case .text: return "/v1/completions"
-        }
-    }
-}
-
-/// The one pass every completion takes, front to back: admission → decode → E2EE open → upstream →
-/// E2EE seal → receipt → write. Both chat routes run it; only the `Upstream` differs.
+/// The one pass every request to a model takes, front to back: admission → decode → E2EE open → upstream →
+/// E2EE seal → receipt → write. Every POST route of SPEC §2 runs it; only the `ProxyRoute` and the `Upstream`
+/// differ.
 struct CompletionPipeline: Sendable {
     let maxBodyBytes: Int
+    /// `MAX_UPLOAD_BYTES`: multipart bodies, streamed upstream as they arrive.
+    let maxUploadBytes: Int
     let receipts: ReceiptIssuer
     let e2ee: E2EECodec
     /// Opens E2EE v3 envelopes with the rotating v3 keys.
@@ -56,60 +45,35 @@ struct CompletionPipeline: Sendable {
     /// the upstream call) is the deepest; run in the connection's task, its stack (~5 KB measured) stayed
     /// allocated for as long as a stream was open: at 10 000 streams, the difference to the 400 MB budget.
     func respond(
-        to request: Request, logger: Logger, kind: CompletionKind, upstream: Upstream, admission: TrafficControl?
+        to request: Request, logger: Logger, route: ProxyRoute, upstream: Upstream, admission: TrafficControl?
     ) async throws -> Response {
         try await withThrowingTaskGroup(of: Response.self) { group in
             group.addTask {
-                try await run(request, logger: logger, kind: kind, upstream: upstream, admission: admission)
+                try await run(request, logger: logger, route: route, upstream: upstream, admission: admission)
             }
             return try await group.next()!
         }
     }
 
     private func run(
-        _ request: Request, logger: Logger, kind: CompletionKind, upstream: Upstream, admission: TrafficControl?
+        _ request: Request, logger: Logger, route: ProxyRoute, upstream: Upstream, admission: TrafficControl?
     ) async throws -> Response {
-        var timing = UpstreamTiming(route: kind.route(via: upstream.name))
+        var timing = UpstreamTiming(route: route.path)
         let inFlight = receipts.metrics.completionStarted()
-        let mode = try e2eeMode(request, kind: kind)
-        let body = try await readBody(request)
-        // Only a fully read request takes a slot: a client trickling its body holds none (SPEC §3).
-        let ticket = try admission?.admit(premium: request.headers[.userTier]?.lowercased() == "premium")
-        // Under E2EE the request hash is always over the bytes received: an `X-Request-Hash` would be the
-        // gateway's word, and the gateway is the party E2EE guards against (SPEC §5).
-        let requestHash: String
-        var decoded: DecodedRequest
-        let protection: ResponseProtection
-        switch mode {
-        case .plain:
-            requestHash = try self.requestHash(request, body: body)
-            decoded = try DecodedRequest(bytes: body)
-            protection = .none
-        case .encrypted(let session):
-            requestHash = SHA256.hash(data: body.readableBytesView).hex
-            decoded = try DecodedRequest(bytes: body)
-            protection = .fields(try await open(&decoded, session: session))
-            decoded.saltCache(keepClient: false)
-        case .sealedV3:
-            requestHash = SHA256.hash(data: body.readableBytesView).hex
-            let session: V3Session
-            (decoded, session) = try await openV3(body, route: kind.route(via: upstream.name))
-            protection = .whole(session)
-            decoded.saltCache(keepClient: true)
-            if decoded.isStream { decoded.requestStreamUsage() }
-        }
-
-        timing.upstreamWaitBegins()
-        let answer = try await upstream.sendCompletion(
-            path: kind.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
-        receipts.metrics.recordUpstreamTTFB(upstream: upstream.name, timing.upstreamWaitEnds())
+        let sent =
+            switch route.body {
+            case .json:
+                try await sendJSON(
+                    request, route: route, upstream: upstream, admission: admission, timing: &timing, logger: logger)
+            case .multipart:
+                try await sendUpload(
+                    request, route: route, upstream: upstream, admission: admission, timing: &timing, logger: logger)
+            }
+        let answer = sent.answer
+        let protection = sent.protection
         let response = answer.response
         var headers = HTTPFields()
-        let e2eeHeaders: [(name: String, value: String)] =
-            if case .whole(let session) = protection { session.responseHeaders } else if kind == .chat {
-                mode.responseHeaders
-            } else { [] }
-        for (name, value) in e2eeHeaders { headers[HTTPField.Name(name)!] = value }
+        for (name, value) in sent.e2eeHeaders { headers[HTTPField.Name(name)!] = value }
         var chutes: ChutesReceipt?
         if upstream.name == .chutes {
             chutes = ChutesReceipt(
@@ -133,33 +97,174 @@ struct CompletionPipeline: Sendable {
             return try await passThroughError(
                 response, upstream: upstream, headers: headers, sealed: protection.isEncrypted, logger: logger)
         }
-        let context = ReceiptContext(requestHash: requestHash, upstream: upstream.name, chutes: chutes)
-        // Under v3 the envelope follows what the upstream sent (SPEC §4.3); otherwise what the request asked.
+        // Answers without an id of their own are named by the proxy, before the head goes out.
+        var fixedChatID: String?
+        if case .proxyMade(let prefix) = route.receipt {
+            let chatID = prefix + "-" + Hex.encode(SecureRandom.bytes(16))
+            headers[.chatID] = chatID
+            fixedChatID = chatID
+        }
+        let context: ReceiptContext? =
+            if case .none = route.receipt { nil } else {
+                ReceiptContext(
+                    requestHash: sent.requestHash, upstream: upstream.name, chutes: chutes, fixedChatID: fixedChatID)
+            }
+        // Under v3, and for uploads (whose form the proxy does not read), the envelope follows what the
+        // upstream sent (SPEC §4.3); otherwise what the request asked.
         let streams =
-            if case .whole = protection {
+            if let asked = sent.streamRequested { asked } else {
                 response.contentType?.lowercased().hasPrefix("text/event-stream") ?? false
-            } else { decoded.isStream }
+            }
         if streams {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, protection: protection,
-                tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
+                tickets: Tickets(slot: sent.ticket, inFlight: inFlight), timing: timing, logger: logger)
         }
         return try await relayJSON(
             response, upstream: upstream, headers: headers, receipt: context, protection: protection,
-            tickets: Tickets(slot: ticket, inFlight: inFlight), timing: timing, logger: logger)
+            tickets: Tickets(slot: sent.ticket, inFlight: inFlight), timing: timing, logger: logger)
+    }
+
+    /// A request on its way: what the rest of the pipeline needs from the request side.
+    private struct Sent {
+        let answer: UpstreamAnswer
+        let protection: ResponseProtection
+        let e2eeHeaders: [(name: String, value: String)]
+        /// Of the exact bytes received; for an upload, nil when its body did not reach its end (no receipt).
+        let requestHash: String?
+        let ticket: InFlightTicket?
+        /// Whether the request asked for a stream; nil: the answer's content type decides.
+        let streamRequested: Bool?
+    }
+
+    /// A JSON body: read whole (up to `MAX_BODY_BYTES`), validated, opened when sealed, then sent.
+    private func sendJSON(
+        _ request: Request, route: ProxyRoute, upstream: Upstream, admission: TrafficControl?,
+        timing: inout UpstreamTiming, logger: Logger
+    ) async throws -> Sent {
+        let mode = try e2eeMode(request, route: route)
+        let body = try await readBody(request)
+        // Only a fully read request takes a slot: a client trickling its body holds none (SPEC §3).
+        let ticket = try admission?.admit(premium: request.headers[.userTier]?.lowercased() == "premium")
+        // Under E2EE the request hash is always over the bytes received: an `X-Request-Hash` would be the
+        // gateway's word, and the gateway is the party E2EE guards against (SPEC §5).
+        let requestHash: String
+        var decoded: DecodedRequest
+        let protection: ResponseProtection
+        switch mode {
+        case .plain:
+            requestHash = try self.requestHash(request) ?? SHA256.hash(data: body.readableBytesView).hex
+            decoded = try DecodedRequest(bytes: body)
+            protection = .none
+        case .encrypted(let session):
+            requestHash = SHA256.hash(data: body.readableBytesView).hex
+            decoded = try DecodedRequest(bytes: body)
+            protection = .fields(try await open(&decoded, session: session))
+            decoded.saltCache(keepClient: false)
+        case .sealedV3:
+            requestHash = SHA256.hash(data: body.readableBytesView).hex
+            let session: V3Session
+            (decoded, session) = try await openV3(body, route: route.path)
+            protection = .whole(session)
+            if route.prefixCache { decoded.saltCache(keepClient: true) }
+            if decoded.isStream, route.streamUsage { decoded.requestStreamUsage() }
+        }
+
+        timing.upstreamWaitBegins()
+        let answer = try await upstream.sendCompletion(
+            path: route.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
+        receipts.metrics.recordUpstreamTTFB(upstream: upstream.name, timing.upstreamWaitEnds())
+        let e2eeHeaders: [(name: String, value: String)] =
+            if case .whole(let session) = protection { session.responseHeaders } else if route.fieldE2EE {
+                mode.responseHeaders
+            } else { [] }
+        return Sent(
+            answer: answer, protection: protection, e2eeHeaders: e2eeHeaders, requestHash: requestHash,
+            ticket: ticket,
+            streamRequested: protection.isWhole ? nil : decoded.isStream)
+    }
+
+    /// A multipart upload (audio): streamed to the upstream as it arrives, hashed on the way, never held whole
+    /// or parsed (the upstream reads the form). It takes its slot before its body: it cannot be read first.
+    private func sendUpload(
+        _ request: Request, route: ProxyRoute, upstream: Upstream, admission: TrafficControl?,
+        timing: inout UpstreamTiming, logger: Logger
+    ) async throws -> Sent {
+        let fields = request.headers
+        let e2eeNames: [HTTPField.Name] = [
+            .e2eeVersion, .signingAlgo, .clientPublicKey, .modelPublicKey, .e2eeNonce, .e2eeTimestamp,
+        ]
+        if e2eeNames.contains(where: { fields[$0] != nil }) {
+            throw ProxyError(
+                .badRequest, type: "invalid_e2ee_request", message: "E2EE is not supported on \(route.path)")
+        }
+        guard let contentType = fields[.contentType], Self.isMultipartFormData(contentType) else {
+            throw ProxyError.invalidRequest("Request body must be multipart/form-data with a boundary")
+        }
+        let declared = try declaredLength(request, limit: maxUploadBytes)
+        let givenHash = try requestHash(request)
+        let ticket = try admission?.admit(premium: fields[.userTier]?.lowercased() == "premium")
+        let upload = UploadDigest()
+        let limit = maxUploadBytes
+        let body = request.body
+        timing.upstreamWaitBegins()
+        let response = try await upstream.sendStreamingBody(
+            path: route.upstreamPath, contentType: contentType, contentLength: declared, logger: logger
+        ) { writer in
+            var hasher = SHA256()
+            var total = 0
+            do {
+                for try await part in body {
+                    total += part.readableBytes
+                    guard total <= limit else { throw ProxyError.tooLarge(limit: limit) }
+                    hasher.update(data: part.readableBytesView)
+                    try await writer.write(part)
+                }
+            } catch let error as ProxyError {
+                throw error
+            } catch is RequestBodyTimeout {
+                throw ProxyError.requestTimeout
+            } catch {
+                if Task.isCancelled { throw error }
+                // A write to the upstream failed: the upstream's side decides what the client hears.
+                if error is UpstreamHTTPError { throw error }
+                throw ProxyError.invalidRequest("The request body could not be read")
+            }
+            // A connection that ends mid-body ends the body stream as if it were complete.
+            if Task.isCancelled { throw ProxyError.clientClosedRequest }
+            if let declared, total != declared {
+                throw ProxyError.invalidRequest("The request body ended before its Content-Length")
+            }
+            upload.finish(hasher.finalize().hex)
+        }
+        receipts.metrics.recordUpstreamTTFB(upstream: upstream.name, timing.upstreamWaitEnds())
+        return Sent(
+            answer: UpstreamAnswer(response: response, instanceID: nil), protection: .none, e2eeHeaders: [],
+            requestHash: upload.digest.map { givenHash ?? $0 }, ticket: ticket, streamRequested: nil)
+    }
+
+    /// `multipart/form-data` with a non-empty boundary parameter (any case, optional whitespace).
+    static func isMultipartFormData(_ contentType: String) -> Bool {
+        let parts = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let type = parts.first, type.lowercased() == "multipart/form-data" else { return false }
+        return parts.dropFirst().contains { parameter in
+            let pair = parameter.split(separator: "=", maxSplits: 1)
+            return pair.count == 2 && pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "boundary"
+                && !pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\" ")).isEmpty
+        }
     }
 
     // MARK: E2EE
 
     /// Validates the E2EE headers before the body is even read: v1/v2 only on chat completions, v3 on every
     /// route, and nothing below `E2EE_MIN_VERSION`.
-    private func e2eeMode(_ request: Request, kind: CompletionKind) throws(ProxyError) -> E2EEMode {
+    private func e2eeMode(_ request: Request, route: ProxyRoute) throws(ProxyError) -> E2EEMode {
         let fields = request.headers
         let headers = E2EEHeaders(
             signingAlgo: fields[.signingAlgo], clientPublicKey: fields[.clientPublicKey],
             modelPublicKey: fields[.modelPublicKey], version: fields[.e2eeVersion], nonce: fields[.e2eeNonce],
             timestamp: fields[.e2eeTimestamp])
-        if !kind.acceptsFieldE2EE, !headers.isVersion3, !headers.isEmpty {
+        if !route.fieldE2EE, !headers.isVersion3, !headers.isEmpty {
             throw ProxyError(
                 .badRequest, type: "invalid_e2ee_request",
                 message: "E2EE v1/v2 is only supported on /v1/chat/completions")
@@ -229,10 +334,15 @@ struct CompletionPipeline: Sendable {
 
     // MARK: Admission and decode
 
+    /// The `Content-Length` a request declares, refused at once when over `limit` (nothing of it is read).
+    private func declaredLength(_ request: Request, limit: Int) throws(ProxyError) -> Int? {
+        guard let length = request.headers[.contentLength].flatMap({ Int($0) }) else { return nil }
+        if length > limit { throw .tooLarge(limit: limit) }
+        return length
+    }
+
     private func readBody(_ request: Request) async throws(ProxyError) -> ByteBuffer {
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
-            throw .tooLarge(limit: maxBodyBytes)
-        }
+        _ = try declaredLength(request, limit: maxBodyBytes)
         var collected = ByteBuffer()
         do {
             for try await part in request.body {
@@ -258,8 +368,8 @@ struct CompletionPipeline: Sendable {
         return collected
     }
 
-    /// `X-Request-Hash` from a trusted gateway (plain requests only), else SHA-256 of the exact bytes received.
-    private func requestHash(_ request: Request, body: ByteBuffer) throws(ProxyError) -> String {
+    /// `X-Request-Hash` from a trusted gateway (plain requests only; else SHA-256 of the exact bytes received).
+    private func requestHash(_ request: Request) throws(ProxyError) -> String? {
         if let hash = request.headers[.requestHash] {
             // Exactly as the receipt text spells it: 64 lowercase hex characters.
             guard hash.utf8.count == 64,
@@ -272,7 +382,7 @@ struct CompletionPipeline: Sendable {
             }
             return hash
         }
-        return SHA256.hash(data: body.readableBytesView).hex
+        return nil
     }
 
     // MARK: Responses
@@ -337,7 +447,7 @@ struct CompletionPipeline: Sendable {
     }
 
     private func relayJSON(
-        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
+        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext?,
         protection: ResponseProtection, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) async throws -> Response {
         var timing = timing
@@ -368,13 +478,13 @@ struct CompletionPipeline: Sendable {
             chatID = sealed["id"]?.stringValue
         case .none:
             // A plain answer passes as received: only its `id` is read, without building a tree.
-            chatID = body.withUnsafeReadableBytes { topLevelID(in: $0) }
+            chatID = receipt?.fixedChatID == nil ? body.withUnsafeReadableBytes { answerID(in: $0) } : nil
         }
         // A client that went away while the answer was generated gets no receipt (SPEC §2).
         if Task.isCancelled { throw ProxyError.clientClosedRequest }
-        if let chatID {
+        if let receipt, let requestHash = receipt.requestHash, let chatID = receipt.fixedChatID ?? chatID {
             await receipts.issue(
-                chatID: chatID, requestHash: receipt.requestHash,
+                chatID: chatID, requestHash: requestHash,
                 responseHash: SHA256.hash(data: body.readableBytesView).hex, upstream: receipt.upstream,
                 chutes: receipt.chutes)
         }
@@ -388,7 +498,7 @@ struct CompletionPipeline: Sendable {
     }
 
     private func relayStream(
-        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext,
+        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext?,
         protection: ResponseProtection, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) -> Response {
         var headers = headers
@@ -416,6 +526,10 @@ enum ResponseProtection: Sendable {
     var isEncrypted: Bool {
         if case .none = self { false } else { true }
     }
+
+    var isWhole: Bool {
+        if case .whole = self { true } else { false }
+    }
 }
 
 /// `E2EE_V3_PAD_BYTES` and `E2EE_V3_COALESCE_MS`, as the v3 framing uses them.
@@ -436,11 +550,22 @@ struct Tickets: Sendable {
     }
 }
 
+/// The SHA-256 of an upload's body, set by the task streaming it once the body reached its end.
+final class UploadDigest: Sendable {
+    private let value = Mutex<String?>(nil)
+
+    func finish(_ digest: String) { value.withLock { $0 = digest } }
+    var digest: String? { value.withLock { $0 } }
+}
+
 /// What a receipt needs from the request side of the pipeline.
 struct ReceiptContext: Sendable {
-    let requestHash: String
+    /// nil when an upload's body did not reach its end: such an answer gets no receipt.
+    let requestHash: String?
     let upstream: Upstream.Name
     let chutes: ChutesReceipt?
+    /// The id the proxy made for a route whose answers have none (`ProxyRoute.ReceiptID.proxyMade`).
+    var fixedChatID: String? = nil
 }
 
 /// Relays an event stream chunk by chunk, hashing exactly the bytes sent. Plain streams pass upstream
@@ -462,7 +587,8 @@ final class StreamRelay: @unchecked Sendable {
     /// v3: the numbers of the last usage the upstream reported, shown in clear at the end.
     private var usage: JSONObject?
     private let upstream: Upstream
-    private let receipt: ReceiptContext
+    /// nil on routes without receipts.
+    private let receipt: ReceiptContext?
     private let receipts: ReceiptIssuer
     private let logger: Logger
     private(set) var chatID: String?
@@ -470,7 +596,7 @@ final class StreamRelay: @unchecked Sendable {
     private(set) var upstreamFailed = false
 
     init(
-        protection: ResponseProtection, framing: V3FramingSettings, upstream: Upstream, receipt: ReceiptContext,
+        protection: ResponseProtection, framing: V3FramingSettings, upstream: Upstream, receipt: ReceiptContext?,
         receipts: ReceiptIssuer, logger: Logger
     ) {
         switch protection {
@@ -485,6 +611,13 @@ final class StreamRelay: @unchecked Sendable {
         self.receipt = receipt
         self.receipts = receipts
         self.logger = logger
+        // Named by the proxy (or not signed at all): the events need not be read for an id.
+        if let fixed = receipt?.fixedChatID {
+            chatID = fixed
+            splitter.keepsEvents = framer != nil || sealer != nil
+        } else if receipt == nil {
+            splitter.keepsEvents = framer != nil || sealer != nil
+        }
     }
 
     /// Relays the upstream's chunks to the client, then stores the receipt (only for a stream that ended well
@@ -528,9 +661,9 @@ final class StreamRelay: @unchecked Sendable {
         }
         if Task.isCancelled { throw CancellationError() }
         if let trailer = v3Trailer() { try await writer.write(trailer) }
-        if let chatID {
+        if let receipt, let requestHash = receipt.requestHash, let chatID {
             await receipts.issue(
-                chatID: chatID, requestHash: receipt.requestHash, responseHash: finalHash(),
+                chatID: chatID, requestHash: requestHash, responseHash: finalHash(),
                 upstream: receipt.upstream, chutes: receipt.chutes)
         }
         try await writer.finish(nil)
@@ -599,7 +732,7 @@ final class StreamRelay: @unchecked Sendable {
     private func passPlain(_ chunk: ByteBuffer, events: [ByteBuffer]) -> ByteBuffer {
         for event in events {
             guard let data = sseData(of: event),
-                let id = data.withUnsafeBytes({ topLevelID(in: $0) })
+                let id = data.withUnsafeBytes({ answerID(in: $0) })
             else { continue }
             chatID = id
             splitter.keepsEvents = false
@@ -666,12 +799,13 @@ func idAndUsage(in bytes: UnsafeRawBufferPointer) -> (String?, JSONObject?) {
     guard let scan = try? JSONScan(scanning: bytes, topLevelKeys: ["id", "usage", "response"]),
         scan.rootKind == .object
     else { return (nil, nil) }
-    let id = scan.members[0].flatMap { JSONScan.string($0, in: bytes) }
     func parsed(_ value: JSONScan.Value?) -> JSONValue? {
         guard let value, value.kind == .object else { return nil }
         return try? JSONValue(parsing: UnsafeRawBufferPointer(rebasing: bytes[value.range]))
     }
-    let usage = V3Framing.clearUsage(parsed(scan.members[1]) ?? parsed(scan.members[2])?["usage"])
+    let response = parsed(scan.members[2])
+    let id = scan.members[0].flatMap { JSONScan.string($0, in: bytes) } ?? response?["id"]?.stringValue
+    let usage = V3Framing.clearUsage(parsed(scan.members[1]) ?? response?["usage"])
     return (id, usage)
 }
 
@@ -704,12 +838,18 @@ func carriesUsageObject(_ bytes: UnsafeRawBufferPointer) -> Bool {
     return false
 }
 
-/// The top-level `id` string of a JSON object, if the bytes are one and it has one.
-func topLevelID(in bytes: UnsafeRawBufferPointer) -> String? {
-    guard let scan = try? JSONScan(scanning: bytes, topLevelKeys: ["id"]), scan.rootKind == .object,
-        let id = scan.members[0]
+/// The id an answer's record is stored under (SPEC §2): the top-level `id` string of a JSON object, else
+/// the `id` of its `response` object (the Responses API's stream events); nil when the bytes have neither.
+func answerID(in bytes: UnsafeRawBufferPointer) -> String? {
+    guard let scan = try? JSONScan(scanning: bytes, topLevelKeys: ["id", "response"]), scan.rootKind == .object
     else { return nil }
-    return JSONScan.string(id, in: bytes)
+    if let id = scan.members[0] { return JSONScan.string(id, in: bytes) }
+    guard let response = scan.members[1], response.kind == .object else { return nil }
+    let inner = UnsafeRawBufferPointer(rebasing: bytes[response.range])
+    guard let nested = try? JSONScan(scanning: inner, topLevelKeys: ["id"]), let id = nested.members[0] else {
+        return nil
+    }
+    return JSONScan.string(id, in: inner)
 }
 
 extension HTTPField.Name {
@@ -727,4 +867,6 @@ extension HTTPField.Name {
     static let accelBuffering = Self("X-Accel-Buffering")!
     static let proxyUpstream = Self("X-Proxy-Upstream")!
     static let proxyUpstreamTransport = Self("X-Proxy-Upstream-Transport")!
+    /// The id a proxy-named answer's signature record is stored under (audio, images).
+    static let chatID = Self("X-Chat-Id")!
 }

@@ -25,13 +25,12 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
     }
 
     let authed = router.group().add(middleware: BearerAuthMiddleware(token: services.config.token))
-    authed.post("/v1/chat/completions") { request, context in
-        try await pipeline.respond(
-            to: request, logger: context.logger, kind: .chat, upstream: vllm, admission: trafficControl)
-    }
-    authed.post("/v1/completions") { request, context in
-        try await pipeline.respond(
-            to: request, logger: context.logger, kind: .text, upstream: vllm, admission: trafficControl)
+    // Every POST route to vLLM is the one pipeline with its `ProxyRoute`; traffic control applies to all.
+    for route in ProxyRoute.vllmRoutes {
+        authed.post(RouterPath(route.path)) { request, context in
+            try await pipeline.respond(
+                to: request, logger: context.logger, route: route, upstream: vllm, admission: trafficControl)
+        }
     }
     authed.get("/v1/signature/{chat_id}") { request, context in
         let chatID = try context.parameters.require("chat_id")
@@ -51,7 +50,8 @@ func addRoutes(to router: Router<BasicRequestContext>, services: ProxyServices) 
     chutes.post("/v1/chutes/chat/completions") { request, context in
         // Same pipeline, another upstream; vLLM's traffic control does not apply.
         try await pipeline.respond(
-            to: request, logger: context.logger, kind: .chat, upstream: try chutesMode.upstream(), admission: nil)
+            to: request, logger: context.logger, route: .chutesChat, upstream: try chutesMode.upstream(),
+            admission: nil)
     }
     chutes.get("/v1/chutes/models") { _, context in
         try await passThrough(try services.chutes.upstream(), path: "/v1/models", logger: context.logger)

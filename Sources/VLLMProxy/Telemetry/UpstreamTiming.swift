@@ -44,13 +44,3 @@ extension Duration {
         .nanoseconds(Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds &- start.uptimeNanoseconds))
     }
 }
-
-extension CompletionKind {
-    /// The route template a completion arrived on, for metric labels (the pipeline is not given the context).
-    func route(via upstream: Upstream.Name) -> String {
-        switch (self, upstream) {
-        case (.chat, .chutes): return "/v1/chutes/chat/completions"
-        default: return upstreamPath
-        }
-    }
-}

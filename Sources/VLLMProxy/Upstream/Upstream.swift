@@ -65,6 +65,32 @@ public final class Upstream: Sendable {
         }
     }
 
+    /// Sends a POST whose body `pump` streams (an upload, never held whole) and returns at the answer's head,
+    /// its body streamed. The pump's own errors (the client's body too large, too slow, cut short) are what
+    /// this throws; the upstream connection is then closed, so a partial body is never taken for a whole one.
+    func sendStreamingBody(
+        path: String, contentType: String, contentLength: Int?, logger: Logger,
+        pump: @escaping @Sendable (UpstreamRequestBodyWriter) async throws -> Void
+    ) async throws(ProxyError) -> UpstreamResponse {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        if let contentLength {
+            headers.add(name: "Content-Length", value: String(contentLength))
+        } else {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        if let authorization { headers.add(name: "Authorization", value: authorization) }
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)
+        do {
+            let response = try await pool.execute(head, streamingBody: pump, mode: .stream, readTimeout: timeout)
+            return UpstreamResponse(
+                status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
+                body: .pooled(response.body))
+        } catch {
+            throw mapError(error, logger: logger)
+        }
+    }
+
     /// Closes its connections (and the Chutes E2EE relay's client); call once the server has stopped.
     public func shutdown() async {
         await pool.shutdown()

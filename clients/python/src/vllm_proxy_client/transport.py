@@ -126,8 +126,17 @@ class _Sealer:
         if not isinstance(document, dict) or document.get("object") != "e2ee.v3":
             raise _server_error(response.status_code, document, body)
         opened = open_json_envelope(sealed, body)
-        self.finished(exchange, hashlib.sha256(body).hexdigest(), opened.chat_id)
+        self.finished(exchange, hashlib.sha256(body).hexdigest(), opened.chat_id or proxy_chat_id(response))
         return _opened_response(response, exchange, "application/json", content=opened.body)
+
+
+def proxy_chat_id(response: httpx.Response) -> str | None:
+    """The id the proxy named the receipt by when the answer has none of its own (images, audio): `X-Chat-Id`.
+
+    A clear header a gateway could change; the worst it can do is point at another record, whose text then does
+    not match this exchange's hashes, so `check_receipt` fails rather than passes.
+    """
+    return response.headers.get("x-chat-id")
 
 
 def _server_error(status_code: int, document: object, body: bytes) -> E2EEServerError:
@@ -167,7 +176,9 @@ class _OpenedStream(httpx.SyncByteStream):
             if opened:
                 yield opened
         rest = self._reader.finish()
-        self._sealer.finished(self._exchange, self._digest.hexdigest(), self._reader.chat_id)
+        self._sealer.finished(
+            self._exchange, self._digest.hexdigest(), self._reader.chat_id or proxy_chat_id(self._wire)
+        )
         if rest:
             yield rest
 
@@ -190,7 +201,9 @@ class _AsyncOpenedStream(httpx.AsyncByteStream):
             if opened:
                 yield opened
         rest = self._reader.finish()
-        self._sealer.finished(self._exchange, self._digest.hexdigest(), self._reader.chat_id)
+        self._sealer.finished(
+            self._exchange, self._digest.hexdigest(), self._reader.chat_id or proxy_chat_id(self._wire)
+        )
         if rest:
             yield rest
 
