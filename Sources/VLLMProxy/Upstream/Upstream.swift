@@ -205,12 +205,6 @@ public final class Upstream: Sendable {
     }
 }
 
-extension TimeAmount {
-    init(_ duration: Duration) {
-        self = .nanoseconds(Int64(duration / .nanoseconds(1)))
-    }
-}
-
 extension Upstream: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// Never the credential: an `Upstream` may end up in a log line (service descriptions, debugging).
     public var description: String {
