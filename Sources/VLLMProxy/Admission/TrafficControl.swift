@@ -2,7 +2,7 @@ import Synchronization
 
 /// Basic-tier admission for the vLLM routes (SPEC §3): refuses when vLLM reports waiting requests or when
 /// basic requests in flight reach the limit. Premium requests bypass it.
-public final class TrafficControl: Sendable {
+public final class TrafficControl: Sendable, TicketIssuer {
     private struct Reading {
         var waiting: Double
         var at: ContinuousClock.Instant
@@ -34,7 +34,7 @@ public final class TrafficControl: Sendable {
     }
 
     /// Admits a request or throws `429 rate_limit`; a basic request holds its slot until the ticket is released.
-    func admit(premium: Bool) throws(ProxyError) -> InFlightTicket? {
+    func admit(premium: Bool) throws(ProxyError) -> SlotTicket? {
         if premium { return nil }
         if isCongested() { throw .rateLimited("Upstream vLLM is congested") }
         while true {
@@ -43,29 +43,14 @@ public final class TrafficControl: Sendable {
             if inFlight.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
                 .exchanged
             {
-                return InFlightTicket(self)
+                return ReleaseTicket(self)
             }
         }
     }
 
-    fileprivate func release() {
+    func ticketReleased() {
         inFlight.subtract(1, ordering: .releasing)
     }
-}
-
-/// One admitted basic request's slot. Released explicitly when the last byte is sent, or by `deinit` when the
-/// response is dropped on any other path, so a slot can never leak.
-final class InFlightTicket: Sendable {
-    private let owner: TrafficControl
-    private let released = Atomic<Bool>(false)
-
-    fileprivate init(_ owner: TrafficControl) { self.owner = owner }
-
-    func release() {
-        if !released.exchange(true, ordering: .acquiringAndReleasing) { owner.release() }
-    }
-
-    deinit { release() }
 }
 
 /// The largest `vllm:num_requests_waiting` sample in a Prometheus text exposition, ignoring other families

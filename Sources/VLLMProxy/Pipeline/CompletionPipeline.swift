@@ -132,7 +132,7 @@ struct CompletionPipeline: Sendable {
         let e2eeHeaders: [(name: String, value: String)]
         /// Of the exact bytes received; for an upload, nil when its body did not reach its end (no receipt).
         let requestHash: String?
-        let ticket: InFlightTicket?
+        let ticket: SlotTicket?
         /// Whether the request asked for a stream; nil: the answer's content type decides.
         let streamRequested: Bool?
     }
@@ -541,8 +541,8 @@ struct V3FramingSettings: Sendable {
 /// What a request holds until its last byte is sent or it fails: its basic-tier slot, if any, and its unit of
 /// the in-flight gauge.
 struct Tickets: Sendable {
-    let slot: InFlightTicket?
-    let inFlight: GaugeTicket
+    let slot: SlotTicket?
+    let inFlight: InFlightTicket
 
     func release() {
         slot?.release()

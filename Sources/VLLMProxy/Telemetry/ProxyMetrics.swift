@@ -46,9 +46,9 @@ public struct ProxyMetrics: Sendable {
     }
 
     /// Counts one completion as in flight until the returned ticket is released (or dropped).
-    func completionStarted() -> GaugeTicket {
+    func completionStarted() -> InFlightTicket {
         completionsInFlightGauge.increment()
-        return GaugeTicket(completionsInFlightGauge)
+        return ReleaseTicket(completionsInFlightGauge)
     }
 
     /// Counts one response under `vllm_proxy_http_requests_total` (no duration: see `recordRequest`).
@@ -156,19 +156,4 @@ extension ProxyMetrics: RedisStoreMonitor {
             ).record(duration)
         }
     }
-}
-
-/// One unit of a gauge, given back exactly once: explicitly, or by `deinit` when the request's response is
-/// dropped on any other path (an error, a cancelled client), so the gauge cannot drift.
-final class GaugeTicket: Sendable {
-    private let gauge: Gauge
-    private let released = Atomic<Bool>(false)
-
-    fileprivate init(_ gauge: Gauge) { self.gauge = gauge }
-
-    func release() {
-        if !released.exchange(true, ordering: .acquiringAndReleasing) { gauge.decrement() }
-    }
-
-    deinit { release() }
 }
