@@ -103,19 +103,23 @@ public final class TTLStore: SharedStore {
     private let capacity: Int
     private let policy: FullPolicy
     private let now: @Sendable () -> ContinuousClock.Instant
+    private let onEvict: (@Sendable () -> Void)?
 
     /// - Parameters:
     ///   - capacity: most live entries kept.
     ///   - whenFull: evict (caches) or refuse (replay claims) once `capacity` entries are live.
     ///   - now: the clock, injectable so tests can move time.
+    ///   - onEvict: called (outside the lock) for each live entry evicted to make room, e.g. to count them.
     public init(
         capacity: Int = 100_000, whenFull policy: FullPolicy = .evictSoonestExpiring,
-        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
+        onEvict: (@Sendable () -> Void)? = nil
     ) {
         precondition(capacity > 0)
         self.capacity = capacity
         self.policy = policy
         self.now = now
+        self.onEvict = onEvict
     }
 
     /// Entries held, live or expired but not yet purged.
@@ -152,14 +156,17 @@ public final class TTLStore: SharedStore {
 
     private func insert(_ key: String, _ value: [UInt8], ttl: Duration, onlyIfAbsent: Bool) -> ClaimOutcome {
         let now = self.now()
-        return state.withLock { state in
+        var evicted = false
+        let outcome: ClaimOutcome = state.withLock { state in
             state.purge(now: now)
             let replacing = state.entries[key] != nil
             if onlyIfAbsent, replacing { return .alreadyClaimed }  // purged above, so it is live
             if !replacing, state.entries.count >= capacity {
                 switch policy {
                 case .refuse: return .full
-                case .evictSoonestExpiring: state.evictFirst()
+                case .evictSoonestExpiring:
+                    state.evictFirst()
+                    evicted = true
                 }
             }
             state.nextSequence += 1
@@ -169,5 +176,7 @@ public final class TTLStore: SharedStore {
             state.compactIfMostlyStale()
             return .claimed
         }
+        if evicted { onEvict?() }
+        return outcome
     }
 }

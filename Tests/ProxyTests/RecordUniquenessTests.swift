@@ -96,6 +96,28 @@ import Testing
         try outcome.get()
     }
 
+    @Test func theRecordStoreHoldsReceiptStoreCapacityAndCountsEvictions() async throws {
+        let config = try ProxyConfig(environment: [
+            "TOKEN": ProxyHarness.token, "MODEL_NAME": "test-model", "HOST": "127.0.0.1", "PORT": "0",
+            "VLLM_BASE_URL": "http://127.0.0.1:9", "RECEIPT_STORE_CAPACITY": "2",
+        ])
+        #expect(config.receiptStoreCapacity == 2)
+        let services = try ProxyServices(config: config, keys: SigningKeys(), logger: Logger(label: "test"))
+        let outcome = await capture {
+            let receipts = services.receipts
+            for index in 0..<3 {
+                await receipts.issue(
+                    chatID: "chatcmpl-\(index)", requestHash: "aa", responseHash: "bb", upstream: .vllm)
+            }
+            #expect(await receipts.record(chatID: "chatcmpl-0") == nil, "the soonest-expiring went first")
+            #expect(await receipts.record(chatID: "chatcmpl-2") != nil)
+            let exposition = String(decoding: services.metrics.exposition(), as: UTF8.self)
+            #expect(exposition.contains("vllm_proxy_receipts_evicted_total 1"))
+        }
+        try await services.shutdown()
+        try outcome.get()
+    }
+
     @Test func theThrottleAdmitsABurstPerWindowAndSaysHowManyItLeftOut() {
         let throttle = LogThrottle(burst: 2, per: .seconds(10))
         let start = ContinuousClock.now

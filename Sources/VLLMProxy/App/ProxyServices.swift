@@ -38,7 +38,7 @@ public struct ProxyServices: Sendable {
     /// `keyProvenance` is the KMS chains of `keys` when they were derived (`SIGNING_KEY_SOURCE=kms`), for attestation.
     public init(
         config: ProxyConfig, keys: SigningKeys, keyProvenance: KeyProvenance? = nil,
-        store: any SharedStore = TTLStore(),
+        store: (any SharedStore)? = nil,
         replayStore: (any SharedStore)? = nil, metrics: ProxyMetrics = .init(),
         logger: Logger
     ) throws {
@@ -48,7 +48,8 @@ public struct ProxyServices: Sendable {
             lifetime: config.e2eeV3KeyLifetimeSeconds, grace: config.e2eeReplayWindowSeconds,
             now: Int(Date().timeIntervalSince1970))
         self.v3Keys = v3Keys
-        let store = store
+        // Records are a cache: at RECEIPT_STORE_CAPACITY the soonest-expiring goes, and the metric says so.
+        let store = store ?? TTLStore(capacity: config.receiptStoreCapacity, onEvict: { metrics.receiptEvicted() })
         let replayStore = replayStore ?? TTLStore(capacity: config.e2eeReplayStoreCapacity, whenFull: .refuse)
         if let settings = config.redis {
             let redis = RedisStore(

@@ -13,6 +13,8 @@ public struct ProxyConfig: Sendable {
     public var e2eeReplayWindowSeconds: Int
     /// Most live E2EE v2 replay claims held; when full, v2 requests get `503 replay_store_full`.
     public var e2eeReplayStoreCapacity: Int
+    /// Most signature records this replica keeps (the soonest-expiring is evicted beyond it).
+    public var receiptStoreCapacity: Int
     /// E2EE v3 (SPEC §4.3): seconds a key pair is used before a fresh one replaces it.
     public var e2eeV3KeyLifetimeSeconds: Int
     /// E2EE v3 streams: gather upstream reads this long before sealing a chunk (0: one chunk per read).
@@ -92,6 +94,9 @@ public struct ProxyConfig: Sendable {
         .integer(
             "E2EE_REPLAY_WINDOW_SECONDS", 300, 1...86_400,
             "allowed clock skew for E2EE v2/v3 timestamps; replay claims live twice this plus one second"),
+        .integer(
+            "RECEIPT_STORE_CAPACITY", 100_000, 1...50_000_000,
+            "most signature records kept in this replica's memory; beyond it the soonest-expiring is evicted"),
         .integer(
             "E2EE_REPLAY_STORE_CAPACITY", defaultReplayStoreCapacity, 1...50_000_000,
             "most live E2EE v2/v3 replay claims; when full, those requests get 503 replay_store_full"),
@@ -223,6 +228,7 @@ public struct ProxyConfig: Sendable {
         self.chatCacheExpiration = .seconds(try integer("CHAT_CACHE_EXPIRATION"))
         self.e2eeReplayWindowSeconds = try integer("E2EE_REPLAY_WINDOW_SECONDS")
         self.e2eeReplayStoreCapacity = try integer("E2EE_REPLAY_STORE_CAPACITY")
+        self.receiptStoreCapacity = try integer("RECEIPT_STORE_CAPACITY")
         self.e2eeV3KeyLifetimeSeconds = try integer("E2EE_V3_KEY_LIFETIME_SECONDS")
         self.e2eeV3CoalesceMilliseconds = try integer("E2EE_V3_COALESCE_MS")
         self.e2eeV3PadBytes = try integer("E2EE_V3_PAD_BYTES")
@@ -426,7 +432,7 @@ extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, Cu
             children: [
                 "host": host, "port": port, "token": redacted, "modelName": modelName, "vllmBaseURL": vllmBaseURL,
                 "chatCacheExpiration": chatCacheExpiration, "e2eeReplayWindowSeconds": e2eeReplayWindowSeconds,
-                "e2eeReplayStoreCapacity": e2eeReplayStoreCapacity,
+                "e2eeReplayStoreCapacity": e2eeReplayStoreCapacity, "receiptStoreCapacity": receiptStoreCapacity,
                 "redis": redis as Any, "dstackEndpoint": dstackEndpoint as Any,
                 "gpuNoHardwareMode": gpuNoHardwareMode, "nvmlLibraryPath": nvmlLibraryPath as Any,
                 "tlsCertPath": tlsCertPath as Any, "signingKeySource": signingKeySource.rawValue,

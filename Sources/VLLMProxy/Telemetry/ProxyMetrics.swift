@@ -33,6 +33,12 @@ public struct ProxyMetrics: Sendable {
             namespace: "vllm_proxy", metricName: "receipts_duplicate_id", unitName: "total",
             helpText: "Answers that got no receipt because their chat id already had a record (never overwritten)")
     }
+    private static var receiptsEvicted: MetricNameDescriptor {
+        .init(
+            namespace: "vllm_proxy", metricName: "receipts_evicted", unitName: "total",
+            helpText:
+                "Signature records evicted from this replica's memory before they expired (RECEIPT_STORE_CAPACITY)")
+    }
     private static var inFlight: MetricNameDescriptor {
         .init(
             namespace: "vllm_proxy", metricName: "basic_inflight", unitName: "requests",
@@ -65,6 +71,11 @@ public struct ProxyMetrics: Sendable {
     /// Rare (a client reusing a `request_id`), so the series is looked up each time rather than cached.
     func receiptDuplicateID(upstream: String) {
         registry.makeCounter(descriptor: Self.receiptsDuplicateID, labels: [("upstream", upstream)]).increment()
+    }
+
+    /// Rare when the capacity fits the traffic, so the series is looked up each time rather than cached.
+    func receiptEvicted() {
+        registry.makeCounter(descriptor: Self.receiptsEvicted).increment()
     }
 
     func basicInFlight(_ value: Int) {
