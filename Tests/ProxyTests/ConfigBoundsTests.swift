@@ -89,7 +89,14 @@ import Testing
             #expect(!text.contains("SECRET"), "\(text)")
         }
         // Redacted, not empty: the shape stays useful for debugging.
-        #expect(renderings[0].contains("redis.internal") && renderings[0].contains("token: <redacted>"))
+        #expect(renderings[0].contains("REDIS_HOST: redis.internal") && renderings[0].contains("TOKEN: <redacted>"))
+        #expect(
+            renderings[0].contains("CHUTES_API_KEY: <redacted>") && renderings[0].contains("REDIS_PASSWORD: <redacted>")
+        )
+        // Derived from the variables table: every variable shows, none can be forgotten.
+        for variable in ProxyConfig.variables {
+            #expect(renderings[0].contains("\(variable.name): "), "\(variable.name)")
+        }
         #expect(renderings[2].contains("apiKey: <redacted>"))
         if case .enabled(let upstream) = chutes { await upstream.shutdown() }
     }

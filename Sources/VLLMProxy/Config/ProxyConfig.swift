@@ -4,6 +4,9 @@ import UpstreamHTTP
 
 /// The proxy's configuration, read once from the environment at start-up and validated there.
 public struct ProxyConfig: Sendable {
+    /// Every variable of `variables` as the environment set it (or its default), secrets redacted: what
+    /// `description` shows, so a new setting appears there without anyone remembering to add it.
+    private let rendered: [(name: String, value: String)]
     public var host: String
     public var port: Int
     public var token: String
@@ -217,6 +220,11 @@ public struct ProxyConfig: Sendable {
             throw .malformed(name, "must be one of 1, true, yes, 0, false, no")
         }
 
+        self.rendered = Self.variables.map { variable in
+            let given = string(variable.name)
+            guard !Self.isSecret(variable.name) else { return (variable.name, given == nil ? "(unset)" : redacted) }
+            return (variable.name, given ?? variable.defaultValue)
+        }
         self.host = string("HOST") ?? "0.0.0.0"
         self.port = try integer("PORT")
         self.token = try required("TOKEN")
@@ -426,27 +434,13 @@ extension String {
 private let redacted = "<redacted>"
 
 extension ProxyConfig: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Variables whose values are secrets (SPEC §1): shown only as set or unset.
+    static func isSecret(_ name: String) -> Bool {
+        ["TOKEN", "API_KEY", "PASSWORD", "SECRET"].contains { name.hasSuffix($0) }
+    }
+
     public var customMirror: Mirror {
-        Mirror(
-            self,
-            children: [
-                "host": host, "port": port, "token": redacted, "modelName": modelName, "vllmBaseURL": vllmBaseURL,
-                "chatCacheExpiration": chatCacheExpiration, "e2eeReplayWindowSeconds": e2eeReplayWindowSeconds,
-                "e2eeReplayStoreCapacity": e2eeReplayStoreCapacity, "receiptStoreCapacity": receiptStoreCapacity,
-                "redis": redis as Any, "dstackEndpoint": dstackEndpoint as Any,
-                "gpuNoHardwareMode": gpuNoHardwareMode, "nvmlLibraryPath": nvmlLibraryPath as Any,
-                "tlsCertPath": tlsCertPath as Any, "signingKeySource": signingKeySource.rawValue,
-                "basicMaxRequest": basicMaxRequest,
-                "metricsPollInterval": metricsPollInterval, "metricsTimeout": metricsTimeout,
-                "metricsMaxAge": metricsMaxAge, "chutes": chutes, "upstreamTimeout": upstreamTimeout,
-                "maxBodyBytes": maxBodyBytes, "maxUploadBytes": maxUploadBytes,
-                "upstreamMaxResponseBytes": upstreamMaxResponseBytes,
-                "connectionLimits": connectionLimits,
-                "attestationMaxWaiting": attestationMaxWaiting, "attestationTimeout": attestationTimeout,
-                "logLevel": logLevel, "pccsURL": verification.pccsURL,
-                "acceptedTCBStatuses": verification.acceptedTCBStatuses.sorted(),
-                "tdxRoot": verification.tdxRoot.name, "nvidiaRoot": verification.nvidiaRoot.name,
-            ], displayStyle: .struct)
+        Mirror(self, children: rendered.map { (label: $0.name, value: $0.value as Any) }, displayStyle: .struct)
     }
     public var description: String { describeRedacted("ProxyConfig", customMirror) }
     public var debugDescription: String { description }
