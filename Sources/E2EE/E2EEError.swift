@@ -17,7 +17,7 @@ public enum E2EEError: Error, Equatable, Sendable {
     case invalidTimestamp
     /// A content field that should be ciphertext is not hex; the payload is its JSON path.
     case invalidContent(String)
-    /// More than `E2EECodec.maxEncryptedFields` encrypted fields: refused before any is decrypted.
+    /// More than `E2EESessionPolicy.maxEncryptedFields` encrypted fields: refused before any is decrypted.
     case tooManyFields
     /// Not one encrypted field: nothing proves the request came from the client, so nothing is claimed.
     case noEncryptedField
@@ -90,7 +90,8 @@ public enum E2EEError: Error, Equatable, Sendable {
         case .invalidTimestamp:
             "X-E2EE-Timestamp must be a unix timestamp in seconds within the allowed replay window"
         case .invalidContent(let path): "Encrypted \(path) must be hex-encoded"
-        case .tooManyFields: "An E2EE request may carry at most \(E2EECodec.maxEncryptedFields) encrypted fields"
+        case .tooManyFields:
+            "An E2EE request may carry at most \(E2EESessionPolicy.maxEncryptedFields) encrypted fields"
         case .noEncryptedField: "An E2EE request must carry at least one encrypted message content"
         case .unsupportedParameter(let name):
             "The request parameter \(name) would return text outside the encrypted fields and is not supported with E2EE"

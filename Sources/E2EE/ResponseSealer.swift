@@ -56,8 +56,8 @@ public struct ResponseSealer: Sendable {
     func allowListed(_ value: JSONValue, container: String, dropEmptyContent: Bool) throws(E2EEError) -> JSONValue {
         guard case .object(let root) = value else { return .object([:]) }
         // Each event binds its own model and id (the reference read them from the object being sealed).
-        let model = E2EECodec.aadText(root["model"])
-        let id = E2EECodec.aadText(root["id"])
+        let model = E2EESessionPolicy.aadText(root["model"])
+        let id = E2EESessionPolicy.aadText(root["id"])
         var out: [JSONObject.Member] = []
         for (key, member) in root {
             switch (key, member) {

@@ -130,7 +130,7 @@ import Testing
     @Test(arguments: SigningAlgo.allCases)
     func atMost1024FieldsAndOneKeyAgreementPerEphemeralKey(algo: SigningAlgo) throws {
         let session = try parties.session(algo)
-        let items = try fields(E2EECodec.maxEncryptedFields, algo: algo, ephemeral: Self.ephemeral(algo))
+        let items = try fields(E2EESessionPolicy.maxEncryptedFields, algo: algo, ephemeral: Self.ephemeral(algo))
         var body: JSONValue = ["model": "m", "messages": [["role": "user", "content": .array(items)]]]
         #expect(try parties.server.open(&body, session: session) == 1)
         #expect(body["messages"]?.arrayValue?[0]["content"]?.arrayValue?[1023]["text"] == "part 1023")
@@ -166,8 +166,8 @@ import Testing
             "0123456789abcde", String(repeating: "a", count: 129), "0123456789|abcdef", "0123456789 abcdef",
             "0123456789abcdeé", "0123456789abcde\u{7F}", "0123456789abcdef\t", "ééééééééééééééééé",
         ]
-        for nonce in valid { #expect(E2EECodec.isValidNonce(nonce), "\(nonce)") }
-        for nonce in invalid { #expect(!E2EECodec.isValidNonce(nonce), "\(nonce)") }
+        for nonce in valid { #expect(E2EESessionPolicy.isValidNonce(nonce), "\(nonce)") }
+        for nonce in invalid { #expect(!E2EESessionPolicy.isValidNonce(nonce), "\(nonce)") }
     }
 }
 
@@ -416,8 +416,8 @@ import Testing
         for _ in 0..<400 {
             let input = generator.response(container: container)
             let output = try sealed(input, stream: stream)
-            let model = E2EECodec.aadText(input["model"])
-            let id = E2EECodec.aadText(input["id"])
+            let model = E2EESessionPolicy.aadText(input["model"])
+            let id = E2EESessionPolicy.aadText(input["id"])
             for (path, text) in Self.strings(in: output) {
                 let original = Self.value(at: path, in: input)
                 switch path.count {

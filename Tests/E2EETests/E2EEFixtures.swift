@@ -81,16 +81,16 @@ struct Parties {
     let serverKeys: SigningKeys
     let clientKeys: SigningKeys
     /// The proxy.
-    let server: E2EECodec
+    let server: E2EESessionPolicy
     /// The client's view: it decrypts responses exactly as the server decrypts requests.
-    let client: E2EECodec
+    let client: E2EESessionPolicy
 
     init() throws {
         let vectors = E2EEVectors.shared
         serverKeys = try vectors.server.signingKeys()
         clientKeys = try vectors.client.signingKeys()
-        server = E2EECodec(keys: serverKeys, replayWindow: 300)
-        client = E2EECodec(keys: clientKeys, replayWindow: 300)
+        server = E2EESessionPolicy(keys: serverKeys, replayWindow: 300)
+        client = E2EESessionPolicy(keys: clientKeys, replayWindow: 300)
     }
 
     /// Headers a well-behaved client sends.

@@ -218,11 +218,11 @@ import Testing
     }
 
     @Test func aadTextMatchesPythonStr() {
-        #expect(E2EECodec.aadText(nil) == "")
-        #expect(E2EECodec.aadText("m") == "m")
-        #expect(E2EECodec.aadText(.number("12")) == "12")
-        #expect(E2EECodec.aadText(true) == "True")
-        #expect(E2EECodec.aadText(.null) == "None")
+        #expect(E2EESessionPolicy.aadText(nil) == "")
+        #expect(E2EESessionPolicy.aadText("m") == "m")
+        #expect(E2EESessionPolicy.aadText(.number("12")) == "12")
+        #expect(E2EESessionPolicy.aadText(true) == "True")
+        #expect(E2EESessionPolicy.aadText(.null) == "None")
     }
 }
 

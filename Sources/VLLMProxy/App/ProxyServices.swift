@@ -114,7 +114,7 @@ public struct ProxyServices: Sendable {
     var pipeline: CompletionPipeline {
         CompletionPipeline(
             maxBodyBytes: config.maxBodyBytes, maxUploadBytes: config.maxUploadBytes, receipts: receipts,
-            e2ee: E2EECodec(keys: keys, replayWindow: config.e2eeReplayWindowSeconds),
+            e2ee: E2EESessionPolicy(keys: keys, replayWindow: config.e2eeReplayWindowSeconds),
             v3: V3Codec(keys: v3Keys, replayWindow: config.e2eeReplayWindowSeconds),
             v3Framing: V3FramingSettings(
                 padBytes: config.e2eeV3PadBytes, coalesce: .milliseconds(config.e2eeV3CoalesceMilliseconds)),

@@ -20,7 +20,7 @@ struct CompletionPipeline: Sendable {
     /// `MAX_UPLOAD_BYTES`: multipart bodies, streamed upstream as they arrive.
     let maxUploadBytes: Int
     let receipts: ReceiptIssuer
-    let e2ee: E2EECodec
+    let e2ee: E2EESessionPolicy
     /// Opens E2EE v3 envelopes with the rotating v3 keys.
     let v3: V3Codec
     /// How v3 answers are framed (`E2EE_V3_PAD_BYTES`, `E2EE_V3_COALESCE_MS`).

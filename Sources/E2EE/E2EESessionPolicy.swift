@@ -2,9 +2,10 @@ import Crypto
 import JSON
 import Signing
 
-/// Validates E2EE headers, decrypts request message contents and makes response sealers, all keyed
-/// to this instance's signing keys. Create once at start-up.
-public struct E2EECodec: Sendable {
+/// The E2EE session policy of SPEC §4: decides from a request's headers whether it is plain, v1/v2 or v3
+/// (refusing what the rules refuse, in their order), and for v1/v2 opens the message fields and makes the
+/// answer's sealer, keyed to this instance's signing keys. Create once at start-up.
+public struct E2EESessionPolicy: Sendable {
     private let server: ServerKeys
     /// How far (seconds) a v2 timestamp may be from now, either way; also the replay-claim lifetime.
     public let replayWindow: Int
@@ -248,8 +249,8 @@ public struct E2EECodec: Sendable {
 }
 
 // The codec holds the instance's X25519 private key; keep it out of logs and dumps.
-extension E2EECodec: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    public var description: String { "E2EECodec(replayWindow: \(replayWindow), keys redacted)" }
+extension E2EESessionPolicy: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "E2EESessionPolicy(replayWindow: \(replayWindow), keys redacted)" }
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: ["replayWindow": replayWindow], displayStyle: .struct) }
 }
