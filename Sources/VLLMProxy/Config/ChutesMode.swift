@@ -60,10 +60,24 @@ public enum ChutesMode: Sendable {
         let attestation = policy.map { policy in
             Self.attestationSetup(settings, policy: policy, verification: verification)
         }
+        // The relay's own pool (CHUTES_E2E_BASE_URL, same trust roots); `decide` checked it is an https URL. An
+        // unusable one is only a problem when E2EE is on (it then serves completions); otherwise discovery and
+        // evidence use it, and the API pool stands in.
+        let relayPool: UpstreamConnectionPool
+        if let relayEndpoint = UpstreamEndpoint(baseURL: settings.e2eBaseURL), relayEndpoint.isTLS,
+            let made = try? UpstreamConnectionPool(
+                endpoint: relayEndpoint,
+                configuration: .init(maxConnections: maxConnections, idleTimeout: .seconds(30), tls: tls))
+        {
+            relayPool = made
+        } else if settings.e2ee {
+            return .misconfigured("CHUTES_E2E_BASE_URL must be an absolute https:// URL")
+        } else {
+            relayPool = pool
+        }
         let chutesTransport = ChutesE2EETransport(
-            baseURL: settings.baseURL, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
-            http: ChutesE2EETransport.makeClient(timeout: timeout, tls: tls), timeout: timeout,
-            teeOnly: settings.teeOnly, metrics: metrics, attestation: attestation)
+            api: pool, relay: relayPool, e2eBaseURL: settings.e2eBaseURL, authorization: "Bearer \(key)",
+            timeout: timeout, teeOnly: settings.teeOnly, metrics: metrics, attestation: attestation)
         let transport: UpstreamTransport =
             settings.e2ee
             ? .chutesE2EE(chutesTransport)

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import SSE
+import UpstreamHTTP
 
 /// How completions travel to an upstream: as plain HTTP(S), or sealed by Chutes' E2EE transport to the GPU
 /// instance. The pipeline does not know which: either way it gets a plain answer back.
@@ -70,7 +71,8 @@ struct ChutesAttestationSetup: Sendable {
     /// Requests are sealed only to verified instances (CHUTES_E2EE with verification on); otherwise the
     /// verifier serves only `/v1/attestation/chain`.
     let gatesInstances: Bool
-    /// The PCCS client the verifier's collateral comes through; owned here so shutdown closes it.
+    /// The PCCS client the verifier's collateral comes through (TDXCollateral's, AsyncHTTPClient: collateral is
+    /// fetched rarely and cached); owned here so shutdown closes it.
     let pccsHTTP: HTTPClient
 }
 
@@ -88,26 +90,15 @@ public struct ChutesE2EETransport: Sendable {
     let gatesInstances: Bool
     let pccsHTTP: HTTPClient?
 
-    /// The relay's own client (discovery and `/e2e/invoke`): pooled keep-alive connections, no automatic
-    /// decompression (bytes pass as sent), no redirects, connection attempts retried (a remote service).
-    static func makeClient(timeout: Duration, tls: TLSConfiguration) -> HTTPClient {
-        var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(10), read: TimeAmount(timeout))
-        configuration.connectionPool = .init(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
-        configuration.decompression = .disabled
-        configuration.redirectConfiguration = .disallow
-        configuration.tlsConfiguration = tls
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }
-
+    /// `api` serves `CHUTES_BASE_URL` (the Chutes upstream's own pool), `relay` `CHUTES_E2E_BASE_URL`: every
+    /// byte of discovery, evidence and `/e2e/invoke` goes through UpstreamHTTP, like every other upstream byte.
     init(
-        baseURL: String, e2eBaseURL: String, authorization: String, http: HTTPClient, timeout: Duration,
-        teeOnly: Bool, metrics: ProxyMetrics, attestation: ChutesAttestationSetup? = nil
+        api: UpstreamConnectionPool, relay: UpstreamConnectionPool, e2eBaseURL: String, authorization: String,
+        timeout: Duration, teeOnly: Bool, metrics: ProxyMetrics, attestation: ChutesAttestationSetup? = nil
     ) {
         self.e2eBaseURL = e2eBaseURL
         let directory = ChutesHTTPDirectory(
-            modelsURL: baseURL + "/v1/models", e2eBaseURL: e2eBaseURL, authorization: authorization, http: http,
+            api: api, relay: relay, e2eBaseURL: e2eBaseURL, authorization: authorization,
             timeout: min(ChutesHTTPDirectory.maxTimeout, timeout))
         self.directory = directory
         let attestor = attestation.map { setup in
@@ -155,12 +146,12 @@ public struct ChutesE2EETransport: Sendable {
         guard let payload = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
             throw .invalidRequest("Request body must be a JSON object")
         }
-        let invocation: Invocation<HTTPClientResponse>
+        let invocation: Invocation<UpstreamHTTPResponse>
         do {
             let chute = try await client.chute(for: payload)
             invocation = try await client.invoke(
                 payload, chute: chute, stream: stream, path: path,
-                send: { request in try await invoke(request, upstream: upstream, logger: logger) },
+                send: { request in try await invoke(request, stream: stream, upstream: upstream) },
                 status: { Int($0.status.code) })
         } catch let error as ChutesE2EEError {
             throw failure(error, logger: logger)
@@ -186,8 +177,7 @@ public struct ChutesE2EETransport: Sendable {
             let decrypted = DecryptedEventStream(
                 upstream: response.body, decoder: ChutesE2EEStreamDecoder(responseKey: invocation.responseKey),
                 metrics: metrics)
-            let plain = UpstreamResponse(
-                status: 200, contentType: "text/event-stream", body: .relayed(.stream(decrypted)))
+            let plain = UpstreamResponse(status: 200, contentType: "text/event-stream", body: .decrypted(decrypted))
             return UpstreamAnswer(
                 response: plain, instanceID: invocation.instanceID,
                 attestation: receiptAttestation(invocation.attestation))
@@ -202,21 +192,22 @@ public struct ChutesE2EETransport: Sendable {
             throw failure(error, logger: logger)
         }
         let plain = UpstreamResponse(
-            status: 200, contentType: "application/json", body: .relayed(.bytes(ByteBuffer(bytes: json))))
+            status: 200, contentType: "application/json", body: .pooled(.complete(ByteBuffer(bytes: json))))
         return UpstreamAnswer(
             response: plain, instanceID: invocation.instanceID, attestation: receiptAttestation(invocation.attestation))
     }
 
-    private func invoke(_ request: InvokeRequest, upstream: Upstream, logger: Logger) async throws
-        -> HTTPClientResponse
+    /// One POST to `/e2e/invoke`: a sealed answer is held whole (at most `UPSTREAM_MAX_RESPONSE_BYTES`, like
+    /// any answer), a sealed stream is streamed; the read timeout is the upstream's.
+    private func invoke(_ request: InvokeRequest, stream: Bool, upstream: Upstream) async throws
+        -> UpstreamHTTPResponse
     {
-        var outgoing = HTTPClientRequest(url: e2eBaseURL + "/e2e/invoke")
-        outgoing.method = .POST
-        outgoing.headers.add(name: "Authorization", value: directory.authorization)
-        for header in request.headers { outgoing.headers.add(name: header.name, value: header.value) }
-        outgoing.body = .bytes(ByteBuffer(bytes: request.blob))
-        return try await directory.http.execute(
-            outgoing, timeout: upstream.timeout, logger: Upstream.clientLogger(logger))
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/e2e/invoke")
+        head.headers.add(name: "Authorization", value: directory.authorization)
+        for header in request.headers { head.headers.add(name: header.name, value: header.value) }
+        return try await directory.relay.execute(
+            head, body: ByteBuffer(bytes: request.blob),
+            mode: stream ? .stream : .collect(limit: upstream.maxResponseBytes), readTimeout: upstream.timeout)
     }
 
     /// The one place E2EE transport failures become HTTP; messages name no key, nonce or plaintext.
@@ -255,46 +246,51 @@ public struct ChutesE2EETransport: Sendable {
     }
 }
 
-/// `/v1/models` and `/e2e/instances` over HTTPS with the Chutes key; no logger (AsyncHTTPClient's default is
-/// silent), so no listing or key reaches a log.
+/// `/v1/models`, `/e2e/instances` and instance evidence over HTTPS with the Chutes key, through the pooled
+/// client; nothing of a listing or the key is logged.
 struct ChutesHTTPDirectory: ChutesE2EEDirectory {
-    let modelsURL: String
+    /// `CHUTES_BASE_URL` (the Chutes upstream's pool): `/v1/models`.
+    let api: UpstreamConnectionPool
+    /// `CHUTES_E2E_BASE_URL`: `/e2e/instances`, `/chutes/{id}/evidence`, `/e2e/invoke`.
+    let relay: UpstreamConnectionPool
     let e2eBaseURL: String
     /// `Bearer <key>`: a secret.
     let authorization: String
-    let http: HTTPClient
     /// `UPSTREAM_TIMEOUT_SECONDS`, but at most `maxTimeout`: a listing is small, and requests wait for it.
     let timeout: Duration
     static let maxTimeout: Duration = .seconds(30)
     static let maxListingBytes = 8 << 20
 
     func fetchModels() async throws(ChutesE2EEError) -> [ChuteModel] {
-        try ChuteModel.parseListing(try await get(modelsURL).readableBytesView)
+        try ChuteModel.parseListing(try await get(api, "/v1/models").readableBytesView)
     }
 
     func fetchInstances(chuteID: String) async throws(ChutesE2EEError) -> InstanceListing {
-        try InstanceListing.parse(try await get(e2eBaseURL + "/e2e/instances/" + chuteID).readableBytesView)
+        try InstanceListing.parse(try await get(relay, "/e2e/instances/" + chuteID).readableBytesView)
     }
 
     /// `GET {CHUTES_E2E_BASE_URL}/chutes/{chute_id}/evidence?nonce=` (SPEC §7.2). The chute id is a checked
     /// token (from the listing, or refused by the route) and the nonce is hex, so the URL needs no escaping.
     func fetchEvidence(chuteID: String, nonce: String) async throws(ChutesE2EEError) -> [UInt8] {
-        let url = e2eBaseURL + "/chutes/" + chuteID + "/evidence?nonce=" + nonce
-        return Array(try await get(url, limit: ChutesEvidence.maxBytes).readableBytesView)
+        let path = "/chutes/" + chuteID + "/evidence?nonce=" + nonce
+        return Array(try await get(relay, path, limit: ChutesEvidence.maxBytes).readableBytesView)
     }
 
-    private func get(_ url: String, limit: Int = maxListingBytes) async throws(ChutesE2EEError) -> ByteBuffer {
-        var request = HTTPClientRequest(url: url)
-        request.headers.add(name: "Authorization", value: authorization)
+    private func get(_ pool: UpstreamConnectionPool, _ path: String, limit: Int = maxListingBytes)
+        async throws(ChutesE2EEError) -> ByteBuffer
+    {
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+        head.headers.add(name: "Authorization", value: authorization)
         do {
-            let response = try await http.execute(request, timeout: TimeAmount(timeout))
+            let response = try await pool.execute(
+                head, body: nil, mode: .collect(limit: limit), readTimeout: TimeAmount(timeout))
             guard (200..<300).contains(response.status.code) else {
                 throw ChutesE2EEError.directoryStatus(Int(response.status.code))
             }
             return try await response.body.collect(upTo: limit)
         } catch let error as ChutesE2EEError {
             throw error
-        } catch let error as HTTPClientError where error == .readTimeout || error == .deadlineExceeded {
+        } catch let error as UpstreamHTTPError where error == .readTimeout || error == .poolTimeout {
             throw .timeout
         } catch {
             throw .transport("E2EE discovery request failed")
@@ -307,12 +303,26 @@ struct ChutesHTTPDirectory: ChutesE2EEDirectory {
 /// event and stores no receipt); an unterminated event at the end is dropped.
 struct DecryptedEventStream: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
-    let upstream: HTTPClientResponse.Body
+    let upstream: UpstreamHTTPBody
     let decoder: ChutesE2EEStreamDecoder
     let metrics: ProxyMetrics
 
+    /// The relay's body, read the way the pooled client hands it over.
+    struct Chunks {
+        var whole: ByteBuffer?
+        var stream: UpstreamBodyStream.AsyncIterator?
+
+        mutating func next() async throws -> ByteBuffer? {
+            if let buffer = whole {
+                whole = nil
+                return buffer
+            }
+            return try await stream?.next()
+        }
+    }
+
     struct AsyncIterator: AsyncIteratorProtocol {
-        var upstream: HTTPClientResponse.Body.AsyncIterator
+        var upstream: Chunks
         var decoder: ChutesE2EEStreamDecoder
         var splitter = SSEEventSplitter()
         let metrics: ProxyMetrics
@@ -365,7 +375,12 @@ struct DecryptedEventStream: AsyncSequence, Sendable {
     }
 
     func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(upstream: upstream.makeAsyncIterator(), decoder: decoder, metrics: metrics)
+        let chunks =
+            switch upstream {
+            case .complete(let buffer): Chunks(whole: buffer)
+            case .stream(let stream): Chunks(stream: stream.makeAsyncIterator())
+            }
+        return AsyncIterator(upstream: chunks, decoder: decoder, metrics: metrics)
     }
 }
 
@@ -377,7 +392,7 @@ extension ChutesE2EETransport: CustomStringConvertible, CustomDebugStringConvert
 }
 
 extension ChutesHTTPDirectory: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    var description: String { "ChutesHTTPDirectory(\(modelsURL), \(e2eBaseURL), authorization: redacted)" }
+    var description: String { "ChutesHTTPDirectory(\(api.endpoint), \(e2eBaseURL), authorization: redacted)" }
     var debugDescription: String { description }
     var customMirror: Mirror { Mirror(self, children: ["description": description]) }
 }

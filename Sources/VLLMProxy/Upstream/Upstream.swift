@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import HTTPTypes
 import Logging
 import NIOCore
@@ -54,12 +53,10 @@ public final class Upstream: Sendable {
         if let authorization { headers.add(name: "Authorization", value: authorization) }
         let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
         do {
-            let response = try await pool.execute(
-                head, body: body, mode: stream ? .stream : .collect(limit: maxResponseBytes),
-                readTimeout: timeout.map(TimeAmount.init) ?? self.timeout)
             return UpstreamResponse(
-                status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
-                body: .pooled(response.body))
+                try await pool.execute(
+                    head, body: body, mode: stream ? .stream : .collect(limit: maxResponseBytes),
+                    readTimeout: timeout.map(TimeAmount.init) ?? self.timeout))
         } catch {
             throw mapError(error, logger: logger)
         }
@@ -82,20 +79,18 @@ public final class Upstream: Sendable {
         if let authorization { headers.add(name: "Authorization", value: authorization) }
         let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)
         do {
-            let response = try await pool.execute(head, streamingBody: pump, mode: .stream, readTimeout: timeout)
             return UpstreamResponse(
-                status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
-                body: .pooled(response.body))
+                try await pool.execute(head, streamingBody: pump, mode: .stream, readTimeout: timeout))
         } catch {
             throw mapError(error, logger: logger)
         }
     }
 
-    /// Closes its connections (and the Chutes E2EE relay's client); call once the server has stopped.
+    /// Closes its connections (and the Chutes E2EE relay's, and its PCCS client); call once the server has stopped.
     public func shutdown() async {
         await pool.shutdown()
         if let relay = transport.relay {
-            try? await relay.directory.http.shutdown()
+            await relay.directory.relay.shutdown()
             try? await relay.pccsHTTP?.shutdown()
         }
     }
@@ -134,27 +129,15 @@ public final class Upstream: Sendable {
             message: "The \(name.rawValue) upstream refused the configured API key (HTTP \(status))")
     }
 
-    /// AsyncHTTPClient (Chutes' E2EE relay) logs excerpts of every HTTP part at trace level — body bytes that
-    /// may hold E2EE plaintext or a credential an upstream echoed. Its logger therefore never goes below debug.
-    static func clientLogger(_ logger: Logger) -> Logger {
-        guard logger.logLevel < .debug else { return logger }
-        var clamped = logger
-        clamped.logLevel = .debug
-        return clamped
-    }
-
     /// The one place transport failures become `502 upstream_unavailable` or `504 upstream_timeout`.
     func mapError(_ error: any Error, logger: Logger) -> ProxyError {
         if let error = error as? ProxyError { return error }  // already decided (E2EE stream failures)
         // Cancelled because the client went away: the upstream is fine, and the request is abandoned.
-        if Task.isCancelled || error is CancellationError || (error as? HTTPClientError) == .cancelled
-            || (error as? UpstreamHTTPError) == .cancelled
-        {
+        if Task.isCancelled || error is CancellationError || (error as? UpstreamHTTPError) == .cancelled {
             logger.debug("upstream request cancelled: the client went away", metadata: ["upstream": "\(name.rawValue)"])
             return .clientClosedRequest
         }
-        let relayTimeout = (error as? HTTPClientError).map { $0 == .readTimeout || $0 == .deadlineExceeded } ?? false
-        if relayTimeout || (error as? UpstreamHTTPError) == .readTimeout {
+        if (error as? UpstreamHTTPError) == .readTimeout {
             logger.warning("upstream timed out", metadata: ["upstream": "\(name.rawValue)"])
             return .upstreamTimeout(name.rawValue)
         }
@@ -174,7 +157,7 @@ public final class Upstream: Sendable {
         return .upstreamUnavailable(name.rawValue, Self.describe(error))
     }
 
-    /// A whole answer over its limit, from the pooled client or the relay's (AsyncHTTPClient).
+    /// A whole answer over its limit.
     private static func isTooLarge(_ error: any Error) -> Bool {
         if case .bodyTooLarge = error as? UpstreamHTTPError { return true }
         return error is NIOTooManyBytesError
@@ -189,13 +172,6 @@ public final class Upstream: Sendable {
             case .bodyTooLarge(let limit): return "answered a body over \(limit) bytes"
             case .invalidResponse: return "answered malformed HTTP"
             case .readTimeout, .poolTimeout, .cancelled, .shutDown: return "request failed"
-            }
-        }
-        if let error = error as? HTTPClientError {
-            switch error {
-            case .connectTimeout: return "connection timed out"
-            case .remoteConnectionClosed: return "connection closed by upstream"
-            default: return "request failed"
             }
         }
         let text = String(describing: error).lowercased()

@@ -1,24 +1,32 @@
-import AsyncHTTPClient
 import NIOCore
 import UpstreamHTTP
 
-/// An upstream's answer as the pipeline relays it, whichever client fetched it.
+/// An upstream's answer as the pipeline relays it, whichever transport fetched it.
 struct UpstreamResponse: Sendable {
     let status: Int
     let contentType: String?
     let body: Body
 
-    /// The body: from the pooled client (vLLM, Chutes over TLS), or opened from Chutes' E2EE relay.
+    /// The body: as the pooled client received it (vLLM, Chutes over TLS, the Chutes relay's errors and opened
+    /// JSON answers), or a Chutes E2EE stream opened event by event.
     enum Body: Sendable, AsyncSequence {
         typealias Element = ByteBuffer
 
         case pooled(UpstreamHTTPBody)
-        case relayed(HTTPClientResponse.Body)
+        case decrypted(DecryptedEventStream)
 
         func collect(upTo limit: Int) async throws -> ByteBuffer {
             switch self {
             case .pooled(let body): return try await body.collect(upTo: limit)
-            case .relayed(let body): return try await body.collect(upTo: limit)
+            case .decrypted:
+                var collected = ByteBuffer()
+                for try await chunk in self {
+                    guard collected.readableBytes + chunk.readableBytes <= limit else {
+                        throw UpstreamHTTPError.bodyTooLarge(limit: limit)
+                    }
+                    collected.writeImmutableBuffer(chunk)
+                }
+                return collected
             }
         }
 
@@ -26,7 +34,7 @@ struct UpstreamResponse: Sendable {
             fileprivate enum Source {
                 case whole(ByteBuffer?)
                 case pooled(UpstreamBodyStream.AsyncIterator)
-                case relayed(HTTPClientResponse.Body.AsyncIterator)
+                case decrypted(DecryptedEventStream.AsyncIterator)
             }
             fileprivate var source: Source
 
@@ -38,8 +46,8 @@ struct UpstreamResponse: Sendable {
                 case .pooled(var iterator):
                     defer { source = .pooled(iterator) }
                     return try await iterator.next()
-                case .relayed(var iterator):
-                    defer { source = .relayed(iterator) }
+                case .decrypted(var iterator):
+                    defer { source = .decrypted(iterator) }
                     return try await iterator.next()
                 }
             }
@@ -49,17 +57,17 @@ struct UpstreamResponse: Sendable {
             switch self {
             case .pooled(.complete(let buffer)): return AsyncIterator(source: .whole(buffer))
             case .pooled(.stream(let stream)): return AsyncIterator(source: .pooled(stream.makeAsyncIterator()))
-            case .relayed(let body): return AsyncIterator(source: .relayed(body.makeAsyncIterator()))
+            case .decrypted(let stream): return AsyncIterator(source: .decrypted(stream.makeAsyncIterator()))
             }
         }
     }
 }
 
 extension UpstreamResponse {
-    /// An answer of Chutes' E2EE relay (AsyncHTTPClient), as the pipeline relays it.
-    init(_ response: HTTPClientResponse) {
+    /// An answer of the pooled client, as the pipeline relays it.
+    init(_ response: UpstreamHTTPResponse) {
         self.init(
             status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
-            body: .relayed(response.body))
+            body: .pooled(response.body))
     }
 }
