@@ -14,7 +14,7 @@ let keys = SigningKeys(
     secp256k1: try! Secp256k1PrivateKey(rawRepresentation: [UInt8](repeating: 7, count: 32)),
     ed25519: try! Curve25519.Signing.PrivateKey(rawRepresentation: [UInt8](repeating: 9, count: 32)))
 let clientEd25519 = try! Curve25519.Signing.PrivateKey(rawRepresentation: [UInt8](repeating: 5, count: 32))
-let codec = E2EECodec(keys: keys, replayWindow: 300)
+let codec = E2EESessionPolicy(keys: keys, replayWindow: 300)
 let now = 1_700_000_000
 let substitutions = [
     "@own-ecdsa": keys.ecdsaPublicKeyHex, "@own-ed25519": keys.ed25519Address,

@@ -212,7 +212,7 @@ func scanRequest(_ bytes: [UInt8]) -> Bool? {
     }
 }
 
-/// The top-level `id` string of a JSON object, as the pipeline reads it (`topLevelID` in CompletionPipeline).
+/// The top-level `id` string of a JSON object, as the pipeline reads it (`answerID` in Pipeline/AnswerScan.swift, less its `response.id` fallback).
 func topLevelID(in bytes: UnsafeRawBufferPointer) -> String? {
     guard let scan = try? JSONScan(scanning: bytes, topLevelKeys: ["id"]), scan.rootKind == .object,
         let id = scan.members[0]
@@ -290,7 +290,7 @@ enum Fixtures {
             let session: E2EESession
         }
 
-        let codec: E2EECodec
+        let codec: E2EESessionPolicy
         let now: Int
         let requests: [SigningAlgo: Request]
 
@@ -307,7 +307,7 @@ enum Fixtures {
             let keys = SigningKeys(
                 secp256k1: try! Secp256k1PrivateKey(rawRepresentation: secp),
                 ed25519: try! Curve25519.Signing.PrivateKey(rawRepresentation: seed))
-            let codec = E2EECodec(keys: keys, replayWindow: 300)
+            let codec = E2EESessionPolicy(keys: keys, replayWindow: 300)
             var requests: [SigningAlgo: Request] = [:]
             for algo in SigningAlgo.allCases {
                 guard let entry = fixture[algo.rawValue], let headerObject = entry["headers"]?.objectValue,
