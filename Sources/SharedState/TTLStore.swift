@@ -1,3 +1,4 @@
+import HeapModule
 import Synchronization
 
 /// In-process `SharedStore`: entries expire after their TTL and at most `capacity` live at once, so memory
@@ -19,70 +20,46 @@ public final class TTLStore: SharedStore {
         var sequence: UInt64
     }
 
-    /// One scheduled expiry; stale when its key was rewritten (other sequence) or removed since.
-    private struct Deadline {
+    /// One scheduled expiry; stale when its key was rewritten (other sequence) or removed since. Ordered by
+    /// expiry, then by when it was scheduled.
+    private struct Deadline: Comparable {
         var expiry: ContinuousClock.Instant
         var sequence: UInt64
         var key: String
 
-        func precedes(_ other: Deadline) -> Bool {
-            expiry != other.expiry ? expiry < other.expiry : sequence < other.sequence
+        static func < (lhs: Deadline, rhs: Deadline) -> Bool {
+            lhs.expiry != rhs.expiry ? lhs.expiry < rhs.expiry : lhs.sequence < rhs.sequence
+        }
+
+        static func == (lhs: Deadline, rhs: Deadline) -> Bool {
+            lhs.expiry == rhs.expiry && lhs.sequence == rhs.sequence
         }
     }
 
     private struct State {
         var entries: [String: Entry] = [:]
-        /// A binary min-heap of deadlines ordered by expiry: purging expired entries and finding the one to
+        /// Deadlines in a min-heap (swift-collections' `Heap`): purging expired entries and finding the one to
         /// evict are O(log n), whatever order the TTLs arrive in (replay claims have varying lifetimes).
-        var deadlines: [Deadline] = []
+        var deadlines = Heap<Deadline>()
         var nextSequence: UInt64 = 0
 
         func isCurrent(_ deadline: Deadline) -> Bool { entries[deadline.key]?.sequence == deadline.sequence }
 
         mutating func push(_ deadline: Deadline) {
-            deadlines.append(deadline)
-            var child = deadlines.count - 1
-            while child > 0 {
-                let parent = (child - 1) / 2
-                guard deadlines[child].precedes(deadlines[parent]) else { break }
-                deadlines.swapAt(child, parent)
-                child = parent
-            }
-        }
-
-        mutating func popFirst() -> Deadline? {
-            guard !deadlines.isEmpty else { return nil }
-            deadlines.swapAt(0, deadlines.count - 1)
-            let first = deadlines.removeLast()
-            siftDown(from: 0)
-            return first
-        }
-
-        mutating func siftDown(from start: Int) {
-            var parent = start
-            while true {
-                let left = 2 * parent + 1
-                let right = left + 1
-                var first = parent
-                if left < deadlines.count, deadlines[left].precedes(deadlines[first]) { first = left }
-                if right < deadlines.count, deadlines[right].precedes(deadlines[first]) { first = right }
-                guard first != parent else { return }
-                deadlines.swapAt(parent, first)
-                parent = first
-            }
+            deadlines.insert(deadline)
         }
 
         /// Removes every expired entry, and stale deadlines that reach the top on the way.
         mutating func purge(now: ContinuousClock.Instant) {
-            while let first = deadlines.first, first.expiry <= now || !isCurrent(first) {
-                _ = popFirst()
+            while let first = deadlines.min, first.expiry <= now || !isCurrent(first) {
+                _ = deadlines.popMin()
                 if isCurrent(first) { entries[first.key] = nil }
             }
         }
 
         /// Removes the live entry closest to expiry.
         mutating func evictFirst() {
-            while let first = popFirst() {
+            while let first = deadlines.popMin() {
                 if isCurrent(first) {
                     entries[first.key] = nil
                     return
@@ -94,8 +71,8 @@ public final class TTLStore: SharedStore {
         /// the heap from the live entries (O(n), amortised O(1) per write) so it stays within 2n + 64.
         mutating func compactIfMostlyStale() {
             guard deadlines.count > 2 * entries.count + 64 else { return }
-            deadlines = entries.map { Deadline(expiry: $0.value.expiry, sequence: $0.value.sequence, key: $0.key) }
-            for index in stride(from: deadlines.count / 2 - 1, through: 0, by: -1) { siftDown(from: index) }
+            deadlines = Heap(
+                entries.map { Deadline(expiry: $0.value.expiry, sequence: $0.value.sequence, key: $0.key) })
         }
     }
 
