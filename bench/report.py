@@ -117,6 +117,17 @@ def main() -> None:
         "≤ 1.5× plain stream",
         mark(None if s3 is None or not plain_stream else s3 / plain_stream <= 1.5),
     ))
+    tls, e2ee_chutes = num("chutes_tls_c4.proxy.cpu_us"), num("chutes_e2ee_c4.proxy.cpu_us")
+    rows.append((
+        "Chutes over TLS (stub over HTTPS), CPU per request, c=4",
+        "–", "–", us(tls), "–", "–", "–",
+    ))
+    rows.append((
+        "Chutes E2EE (ML-KEM-768 + ChaCha20-Poly1305 to an attested instance), CPU per request, c=4",
+        "–", "–",
+        "–" if e2ee_chutes is None or not tls else f"{us(e2ee_chutes)} ({e2ee_chutes - tls:+.0f} µs over TLS)",
+        "–", "–", "–",
+    ))
     overhead = r.get("overhead_c16_ms", "n/a")
     rows.append(("proxy overhead from /v1/metrics (mean), c=16", "–", "–",
                  overhead if overhead == "n/a" else f"{float(overhead):.3f} ms", "–", "–", "–"))
@@ -213,7 +224,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({k.rsplit(".", 1)[0] for k in r if k.endswith(".requests")},
-                  key=lambda k: (["plain_c1", "plain_c16", "plain_c64", "stream_c16", "e2ee_c16", "e2ee3_c16", "e2ee3_stream_c16"].index(k.split(".")[0]), k))
+                  key=lambda k: (["plain_c1", "plain_c16", "plain_c64", "stream_c16", "e2ee_c16", "e2ee3_c16", "e2ee3_stream_c16", "chutes_tls_c4", "chutes_e2ee_c4"].index(k.split(".")[0]), k))
     for key in keys:
         case, target = key.split(".", 1)
         lines.append(
