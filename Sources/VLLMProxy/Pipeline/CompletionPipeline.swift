@@ -164,8 +164,7 @@ struct CompletionPipeline: Sendable {
         }
 
         timing.upstreamWaitBegins()
-        let answer = try await upstream.sendCompletion(
-            path: route.upstreamPath, body: decoded.forwardBytes, stream: decoded.isStream, logger: logger)
+        let answer = try await upstream.sendCompletion(path: route.upstreamPath, request: decoded, logger: logger)
         receipts.metrics.recordUpstreamTTFB(upstream: upstream.name, timing.upstreamWaitEnds())
         let e2eeHeaders: [(name: String, value: String)] =
             if case .whole(let session) = protection { session.responseHeaders } else if route.fieldE2EE {

@@ -92,6 +92,10 @@ struct DecodedRequest: Sendable {
         changed = json
     }
 
+    /// The body as a tree, for a transport that needs one (Chutes E2EE seals the object): the changed one as is
+    /// (never serialised and parsed back), else parsed once from the received bytes.
+    var object: JSONObject { tree }
+
     /// The body as a tree: the changed one, else parsed from the received bytes (already validated, and
     /// refusing duplicates again so that no tree built here can silently keep one of two values).
     private var tree: JSONObject {

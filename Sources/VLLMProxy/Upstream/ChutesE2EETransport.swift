@@ -38,20 +38,24 @@ public enum UpstreamTransport: Sendable {
 }
 
 extension Upstream {
-    /// Sends a completion by this upstream's transport; the answer is plain either way.
-    func sendCompletion(path: String, body: ByteBuffer, stream: Bool, logger: Logger) async throws(ProxyError)
+    /// Sends a request by this upstream's transport; the answer is plain either way. The request is the
+    /// pipeline's decoded one: bytes for HTTP, the object for Chutes E2EE, so no body is parsed twice.
+    func sendCompletion(path: String, request: DecodedRequest, logger: Logger) async throws(ProxyError)
         -> UpstreamAnswer
     {
         switch transport {
         case .direct, .chutesTLS:
             break
         case .chutesE2EE(let e2ee):
-            return try await e2ee.complete(body, stream: stream, path: path, upstream: self, logger: logger)
+            return try await e2ee.complete(
+                request.object, stream: request.isStream, path: path, upstream: self, logger: logger)
         case .teeOnlyDirect(let gate):
-            try await gate.admit(body, logger: logger)
+            try await gate.admit(request.object, logger: logger)
         }
         return UpstreamAnswer(
-            response: try await send(.POST, path: path, body: body, stream: stream, logger: logger), instanceID: nil)
+            response: try await send(
+                .POST, path: path, body: request.forwardBytes, stream: request.isStream, logger: logger),
+            instanceID: nil)
     }
 }
 
@@ -128,10 +132,7 @@ public struct ChutesE2EETransport: Sendable {
     }
 
     /// `CHUTES_TEE_ONLY` for the TLS transport: the model must be listed as confidential before anything is sent.
-    func admit(_ body: ByteBuffer, logger: Logger) async throws(ProxyError) {
-        guard let payload = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
-            throw .invalidRequest("Request body must be a JSON object")
-        }
+    func admit(_ payload: JSONObject, logger: Logger) async throws(ProxyError) {
         do throws(ChutesE2EEError) {
             _ = try await client.chute(for: payload)
         } catch {
@@ -140,12 +141,9 @@ public struct ChutesE2EETransport: Sendable {
     }
 
     /// Sends one completion through the transport; `upstream` supplies the client, key and error mapping.
-    func complete(_ body: ByteBuffer, stream: Bool, path: String, upstream: Upstream, logger: Logger)
+    func complete(_ payload: JSONObject, stream: Bool, path: String, upstream: Upstream, logger: Logger)
         async throws(ProxyError) -> UpstreamAnswer
     {
-        guard let payload = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
-            throw .invalidRequest("Request body must be a JSON object")
-        }
         let invocation: Invocation<UpstreamHTTPResponse>
         do {
             let chute = try await client.chute(for: payload)
