@@ -138,7 +138,7 @@ import Testing
             endpoint: UpstreamEndpoint(baseURL: "http://127.0.0.1:\(server.port)")!, group: group)
         #expect(try await Self.fetch(pool, "/json") == TestServer.json)
         try await Self.waitUntil { pool.idleConnections == 1 }
-        let hangUp = UpstreamConnectionHandler.crossedCloseWindow + .milliseconds(300)
+        let hangUp = ResendRule.crossedCloseWindow + .milliseconds(300)
         await #expect(throws: UpstreamHTTPError.connectionClosed) {
             _ = try await Self.fetch(pool, "/hangup/\(hangUp.nanoseconds / 1_000_000)")
         }

@@ -113,17 +113,17 @@ import Testing
 @Suite struct ResendRuleTests {
     @Test func onlyAnUnansweredPromptCloseMayBeResent() {
         let soon = TimeAmount.milliseconds(5)
-        #expect(UpstreamConnectionHandler.mayHaveGoneUnread(after: .connectionClosed, answered: false, sentFor: soon))
+        #expect(ResendRule.mayHaveGoneUnread(after: .connectionClosed, answered: false, sentFor: soon))
         // A read timeout: the upstream had the request all along (issue #20: vLLM generated it twice).
-        #expect(!UpstreamConnectionHandler.mayHaveGoneUnread(after: .readTimeout, answered: false, sentFor: soon))
+        #expect(!ResendRule.mayHaveGoneUnread(after: .readTimeout, answered: false, sentFor: soon))
         #expect(
-            !UpstreamConnectionHandler.mayHaveGoneUnread(after: .readTimeout, answered: false, sentFor: .seconds(600)))
+            !ResendRule.mayHaveGoneUnread(after: .readTimeout, answered: false, sentFor: .seconds(600)))
         // Bytes of an answer, even malformed ones, mean it was read.
-        #expect(!UpstreamConnectionHandler.mayHaveGoneUnread(after: .connectionClosed, answered: true, sentFor: soon))
-        #expect(!UpstreamConnectionHandler.mayHaveGoneUnread(after: .invalidResponse, answered: false, sentFor: soon))
+        #expect(!ResendRule.mayHaveGoneUnread(after: .connectionClosed, answered: true, sentFor: soon))
+        #expect(!ResendRule.mayHaveGoneUnread(after: .invalidResponse, answered: false, sentFor: soon))
         // A hang-up long after sending follows the upstream reading it.
         #expect(
-            !UpstreamConnectionHandler.mayHaveGoneUnread(
-                after: .connectionClosed, answered: false, sentFor: UpstreamConnectionHandler.crossedCloseWindow))
+            !ResendRule.mayHaveGoneUnread(
+                after: .connectionClosed, answered: false, sentFor: ResendRule.crossedCloseWindow))
     }
 }
