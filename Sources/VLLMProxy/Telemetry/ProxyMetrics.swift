@@ -11,11 +11,14 @@ public struct ProxyMetrics: Sendable {
     let handles: MetricHandles
     /// Touched twice by every completion, so made once (it reads 0 from start-up on).
     private let completionsInFlightGauge: Gauge
+    /// Once the record store is full it evicts on every insert: made once, and it reads 0 from start-up on.
+    private let receiptsEvictedCounter: Counter
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
         self.handles = MetricHandles()
         self.completionsInFlightGauge = registry.makeGauge(descriptor: Self.completionsInFlight)
+        self.receiptsEvictedCounter = registry.makeCounter(descriptor: Self.receiptsEvicted)
     }
 
     // Computed: the descriptor type is not Sendable, so it cannot be a stored static.
@@ -73,9 +76,8 @@ public struct ProxyMetrics: Sendable {
         registry.makeCounter(descriptor: Self.receiptsDuplicateID, labels: [("upstream", upstream)]).increment()
     }
 
-    /// Rare when the capacity fits the traffic, so the series is looked up each time rather than cached.
     func receiptEvicted() {
-        registry.makeCounter(descriptor: Self.receiptsEvicted).increment()
+        receiptsEvictedCounter.increment()
     }
 
     func basicInFlight(_ value: Int) {
