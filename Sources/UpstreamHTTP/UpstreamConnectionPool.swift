@@ -165,6 +165,8 @@ public final class UpstreamConnectionPool: Sendable {
         }
     }
 
+    /// Whether `shutdown` was called: the pool takes no more requests.
+    public var isShutDown: Bool { shutDown.load(ordering: .relaxed) }
     /// Open connections (for metrics and tests).
     public var openConnections: Int { open.load(ordering: .relaxed) }
     /// The most connections open at once so far.

@@ -81,14 +81,8 @@ struct Serve: AsyncParsableCommand {
             logger.warning("GPU_NO_HW_MODE is on: attestation carries no GPU evidence. Development only.")
         }
         await services.start()
-        let app = buildApplication(services)
-        do {
-            try await app.runService()
-        } catch {
-            try? await services.shutdown()
-            throw error
-        }
-        try await services.shutdown()
+        // The application's service group stops the resources too (`ResourcesService`), after the server.
+        try await buildApplication(services).runService()
     }
 }
 

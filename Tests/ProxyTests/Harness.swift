@@ -76,7 +76,7 @@ struct ProxyHarness: Sendable {
             let services = try ProxyServices(config: config, keys: keys, logger: logger)
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
             // Stopped in order: the test's client (so no request of the test's is left for the proxy to drain),
-            // the proxy (serving what it still has in flight), the proxy's upstream clients, then the stub.
+            // the proxy (serving what it still has in flight, then its upstream clients), then the stub.
             let outcome = await capture {
                 try await withRunningApp({ buildApplication(services, onServerRunning: $0) }) { port in
                     let result = await capture {
@@ -87,11 +87,9 @@ struct ProxyHarness: Sendable {
                     return try result.get()
                 }
             }
+            // The proxy's resources were stopped by its own service group (ResourcesService), after its server.
             if case .failure = outcome { try? await client.shutdown() }
-            let servicesStopped = await capture { try await services.shutdown() }
-            let result = try outcome.get()
-            try servicesStopped.get()
-            return result
+            return try outcome.get()
         }
     }
 

@@ -27,6 +27,8 @@ public func buildApplication(
         onServerRunning: onServerRunning,
         logger: services.logger
     )
+    // First, so that it stops last: resources close once the server has drained (reverse order on shutdown).
+    app.addServices(ResourcesService(services: services))
     app.addServices(
         CongestionPoller(
             upstream: services.vllm, trafficControl: services.trafficControl,

@@ -6,6 +6,7 @@ import Logging
 import Redis
 import SharedState
 import Signing
+import Synchronization
 import UpstreamHTTP
 
 /// Everything the proxy needs, built once at start-up and passed down; tests build the same graph.
@@ -31,6 +32,8 @@ public struct ProxyServices: Sendable {
     private let agentClient: HTTPClient
     /// One per process, so the throttle holds across requests.
     private let duplicateReceiptLog = LogThrottle(burst: 10, per: .seconds(10))
+    /// Shutting down happens once, whoever asks first (the service group, or a test that built no app).
+    private let stopped = OnceLatch()
 
     /// `replayStore` defaults to an in-process store of `E2EE_REPLAY_STORE_CAPACITY` claims that refuses
     /// new claims when full rather than evict a live one (which would let its request replay).
@@ -139,12 +142,21 @@ public struct ProxyServices: Sendable {
         await redis?.start()
     }
 
-    /// Closes the upstream connection pools and Redis, and releases NVML; call once the server has stopped.
+    /// Closes the upstream connection pools and Redis, and releases NVML, once the server has stopped: the
+    /// application's `ResourcesService` calls it; only the first call does anything.
     public func shutdown() async throws {
+        guard stopped.pass() else { return }
         await redis?.shutdown()
         await attestation.shutdown()
         await vllm.shutdown()
         if case .enabled(let upstream) = chutes { await upstream.shutdown() }
         try await agentClient.shutdown()
     }
+}
+
+/// True for the first caller of `pass()` only.
+final class OnceLatch: Sendable {
+    private let passed = Atomic<Bool>(false)
+
+    func pass() -> Bool { !passed.exchange(true, ordering: .acquiringAndReleasing) }
 }
