@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Receives what the E2EE transport does, for metrics and logs (the proxy counts them in Prometheus).
 public protocol ChutesE2EEObserver: Sendable {
     /// An instance listing was fetched for a chute (`ahead`: before the pool ran out).
@@ -34,7 +36,7 @@ public actor NoncePool {
         var lowWater = 0
         var lastUsed: ContinuousClock.Instant
         /// Nonces already handed out, until their listing expires.
-        var spent: [String: ContinuousClock.Instant] = [:]
+        var spent = SpentNonces()
         /// Instances that answered 410, kept out of later listings for a while (the relay may lag).
         var gone: [String: ContinuousClock.Instant] = [:]
 
@@ -112,22 +114,37 @@ public actor NoncePool {
 
     /// After a 410 (instance gone): its nonces go, and later listings that still name it are filtered.
     public func dropInstance(_ chuteID: String, instanceID: String) {
-        guard var pool = pools[chuteID] else { return }
-        pool.instances.removeAll { $0.instanceID == instanceID }
-        pool.gone[instanceID] = now() + Self.goneFor
-        pools[chuteID] = pool
+        let until = now() + Self.goneFor
+        _ = modifyPool(chuteID) { pool -> Void? in
+            pool.instances.removeAll { $0.instanceID == instanceID }
+            pool.gone[instanceID] = until
+            return nil
+        }
     }
 
     /// Nonces left for a chute (for tests and metrics).
     public func remaining(_ chuteID: String) -> Int { pools[chuteID]?.remaining ?? 0 }
 
+    /// Mutates a chute's pool where it lives. Copying it out and back (`var pool = pools[id]` … `pools[id] =
+    /// pool`) shares its storage with the dictionary's entry meanwhile, so the first write copied the whole
+    /// spent-nonce table (up to 16 384 entries) and the instance's nonce list: every request paid for that.
+    private func modifyPool<T>(_ chuteID: String, _ body: (inout ChutePool) -> T?) -> T? {
+        guard pools[chuteID] != nil else { return nil }
+        return body(&pools[chuteID]!)
+    }
+
     private func pop(
         _ chuteID: String, _ accept: (_ instanceID: String, _ key: InstancePublicKey) -> Bool
     ) -> NonceTicket? {
-        guard var pool = pools[chuteID] else { return nil }
         let time = now()
+        return modifyPool(chuteID) { pool in pop(from: &pool, chuteID, time: time, accept) }
+    }
+
+    private func pop(
+        from pool: inout ChutePool, _ chuteID: String, time: ContinuousClock.Instant,
+        _ accept: (_ instanceID: String, _ key: InstancePublicKey) -> Bool
+    ) -> NonceTicket? {
         pool.lastUsed = time
-        defer { pools[chuteID] = pool }
         guard time < pool.expiresAt else {
             pool.instances = []
             return nil
@@ -143,7 +160,7 @@ public actor NoncePool {
             let nonce = pool.instances[index].nonces.popLast()
         else { return nil }
         let instance = pool.instances[index]
-        pool.spent[nonce] = pool.expiresAt
+        pool.spent.insert(nonce, until: pool.expiresAt)
         return NonceTicket(
             chuteID: chuteID, instanceID: instance.instanceID, publicKey: instance.publicKey, nonce: nonce)
     }
@@ -182,28 +199,25 @@ public actor NoncePool {
 
     private func install(_ listing: InstanceListing, chuteID: String, fetchedAt: ContinuousClock.Instant, ahead: Bool) {
         let time = now()
-        var pool = pools[chuteID] ?? ChutePool(expiresAt: time, lastUsed: time)
-        pool.spent = pool.spent.filter { $0.value > time }
-        pool.gone = pool.gone.filter { $0.value > time }
-        if pool.spent.count > Self.maxSpentRemembered {
-            // Forget the earliest-expiring: they are the oldest and the relay has long refused them.
-            let sorted = pool.spent.sorted { $0.value < $1.value }
-            pool.spent = Dictionary(
-                uniqueKeysWithValues: sorted.suffix(Self.maxSpentRemembered).map { ($0.key, $0.value) })
+        if pools[chuteID] == nil { pools[chuteID] = ChutePool(expiresAt: time, lastUsed: time) }
+        _ = modifyPool(chuteID) { pool -> Void? in
+            pool.spent.prune(now: time, keepingAtMost: Self.maxSpentRemembered)
+            pool.gone = pool.gone.filter { $0.value > time }
+            let lifetime = listing.nonceLifetime
+            let margin = min(.seconds(5), lifetime / 5)
+            pool.expiresAt = fetchedAt + lifetime - margin
+            var seen = Set<String>()
+            let (spent, gone) = (pool.spent, pool.gone)
+            pool.instances = listing.instances.compactMap { instance in
+                guard gone[instance.instanceID] == nil else { return nil }
+                let fresh = instance.nonces.filter { !spent.contains($0) && seen.insert($0).inserted }
+                guard !fresh.isEmpty else { return nil }
+                return Pooled(instanceID: instance.instanceID, publicKey: instance.publicKey, nonces: fresh.reversed())
+            }
+            // Refill when a quarter is left (at least 2), so a steady stream of requests never waits for a fetch.
+            pool.lowWater = max(2, pool.remaining / 4)
+            return nil
         }
-        let lifetime = listing.nonceLifetime
-        let margin = min(.seconds(5), lifetime / 5)
-        pool.expiresAt = fetchedAt + lifetime - margin
-        var seen = Set<String>()
-        pool.instances = listing.instances.compactMap { instance in
-            guard pool.gone[instance.instanceID] == nil else { return nil }
-            let fresh = instance.nonces.filter { pool.spent[$0] == nil && seen.insert($0).inserted }
-            guard !fresh.isEmpty else { return nil }
-            return Pooled(instanceID: instance.instanceID, publicKey: instance.publicKey, nonces: fresh.reversed())
-        }
-        // Refill when a quarter is left (at least 2), so a steady stream of requests never waits for a fetch.
-        pool.lowWater = max(2, pool.remaining / 4)
-        pools[chuteID] = pool
         evictIfNeeded(keeping: chuteID)
         observer?.refilled(ahead: ahead)
     }
@@ -213,6 +227,33 @@ public actor NoncePool {
             guard let oldest = pools.filter({ $0.key != chuteID }).min(by: { $0.value.lastUsed < $1.value.lastUsed })
             else { return }
             pools[oldest.key] = nil
+        }
+    }
+}
+
+/// Nonces handed out, each until its listing expires: looked up by nonce, forgotten oldest first. Pruning walks
+/// from the oldest and stops at the first one still live, so a refill costs what it forgets, not a sort of
+/// everything remembered (at a few hundred requests a second the table reaches its cap, and sorting 16 384
+/// entries at every refill cost more than the requests).
+struct SpentNonces {
+    private var expiry: [String: ContinuousClock.Instant] = [:]
+    /// Handed out first, first (listings' expiries only grow, so this is close to expiry order).
+    private var order = CircularBuffer<String>()
+
+    var count: Int { expiry.count }
+
+    func contains(_ nonce: String) -> Bool { expiry[nonce] != nil }
+
+    mutating func insert(_ nonce: String, until: ContinuousClock.Instant) {
+        if expiry.updateValue(until, forKey: nonce) == nil { order.append(nonce) }
+    }
+
+    /// Forgets the expired ones at the front, and the oldest beyond `limit`.
+    mutating func prune(now: ContinuousClock.Instant, keepingAtMost limit: Int) {
+        while let oldest = order.first {
+            guard order.count > limit || (expiry[oldest].map { $0 <= now } ?? true) else { break }
+            order.removeFirst()
+            expiry[oldest] = nil
         }
     }
 }

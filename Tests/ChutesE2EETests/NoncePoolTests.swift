@@ -371,3 +371,31 @@ final class RecordingObserver: ChutesE2EEObserver {
         #expect(directory.instanceFetches == 0)
     }
 }
+
+/// The spent-nonce table: found by nonce, forgotten oldest first, expired ones at the front dropped.
+@Suite struct SpentNoncesTests {
+    @Test func expiredNoncesAreForgottenAndTheTableIsCapped() {
+        let start = ContinuousClock.now
+        var spent = SpentNonces()
+        for index in 0..<10 { spent.insert("early-\(index)", until: start + .seconds(10)) }
+        for index in 0..<10 { spent.insert("late-\(index)", until: start + .seconds(60)) }
+        spent.insert("early-0", until: start + .seconds(10))  // handed out twice: remembered once
+        #expect(spent.count == 20 && spent.contains("early-3"))
+        spent.prune(now: start + .seconds(30), keepingAtMost: 100)
+        #expect(spent.count == 10 && !spent.contains("early-3") && spent.contains("late-3"))
+        spent.prune(now: start + .seconds(30), keepingAtMost: 4)
+        #expect(spent.count == 4 && !spent.contains("late-5") && spent.contains("late-6") && spent.contains("late-9"))
+    }
+
+    @Test func pruningAFullTableCostsWhatItForgets() {
+        let start = ContinuousClock.now
+        var spent = SpentNonces()
+        for index in 0..<16_384 { spent.insert("n\(index)", until: start + .seconds(600)) }
+        // Each refill at the cap forgets a few: no sort of everything (a sort per refill was the old cost).
+        for round in 0..<1_000 {
+            spent.insert("m\(round)", until: start + .seconds(600))
+            spent.prune(now: start, keepingAtMost: 16_384)
+        }
+        #expect(spent.count == 16_384 && spent.contains("m999") && !spent.contains("n999"))
+    }
+}
