@@ -170,6 +170,7 @@ def check_receipt(proxy, att, transport, gateway) -> None:
     verify_ecdsa_receipt(record["text"], record["signature"], att.signing_address)
     receipt = fetch_receipt(proxy.base_url, proxy.token, exchange, signing_address=att.signing_address)
     assert receipt.signature_verified is True
+    assert receipt.record_verified is True and receipt.signed_record["upstream"] == "vllm"
 
 
 @pytest.mark.parametrize("suite", [Suite.X25519_AES256GCM, Suite.X25519_CHACHA20POLY1305], ids=["aes", "chacha"])

@@ -242,6 +242,8 @@ def check_sealed(proxy, att, transport, gateway, secret: str) -> None:
     assert exchange.response_hash == sha256_hex(gateway.received[-1])
     receipt = fetch_receipt(proxy.base_url, proxy.token, exchange, signing_address=att.signing_address)
     assert receipt.signature_verified is True
+    # The record signature too: `upstream` is authenticated, not just the two hashes.
+    assert receipt.record_verified is True and receipt.signed_record["upstream"] == "vllm"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -6,6 +6,7 @@ proxy saw exactly this exchange — a gateway that changed a byte either way can
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,22 @@ class Receipt:
     # (`pip install vllm-proxy-client[eth]`); the text still matched.
     signature_verified: bool | None
     record: dict[str, Any]
+    # What the record says besides the two hashes (`upstream`, and for Chutes `chutes_transport`,
+    # `chutes_instance_id`, `chutes_attestation`), as covered by `record_signature` (SPEC §5). None: the record
+    # has no record signature (written by the Python implementation), so nothing beyond `text` is authenticated.
+    signed_record: dict[str, Any] | None = None
+    # True: record_signature checked against signing_address. None: no record signature, or an ecdsa one without
+    # eth-account installed.
+    record_verified: bool | None = None
+
+
+# The record fields a `/v1/signature` answer repeats at its top level; only the signed `record`'s count.
+RECORD_FIELDS = ("upstream", "chutes_transport", "chutes_instance_id", "chutes_attestation")
+
+
+def canonical_json(value: Any) -> str:
+    """SPEC §7.2's canonical JSON, what `record_signature` signs: sorted keys, compact, ASCII escapes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _verify_signature(algo: str, text: str, signature: str, address: str) -> bool | None:
@@ -68,7 +85,28 @@ def check_receipt(
     if signing_address is not None and address.lower() != signing_address.lower():
         raise ReceiptError(f"the receipt names signer {address}, the attested one is {signing_address}")
     verified = _verify_signature(signing_algo, record["text"], record["signature"], address)
-    return Receipt(record["text"], record["signature"], signing_algo, address, verified, record)
+    signed, record_verified = _check_record_signature(record, signing_algo, address)
+    return Receipt(record["text"], record["signature"], signing_algo, address, verified, record, signed, record_verified)
+
+
+def _check_record_signature(answer: dict[str, Any], algo: str, address: str) -> tuple[dict[str, Any] | None, bool | None]:
+    """The signed record and whether its signature verified; a record whose fields disagree with the answer's, or
+    whose signature does not verify, is refused: a relay could rewrite the unsigned copies (say `upstream`)."""
+    signature = answer.get("record_signature")
+    if signature is None:
+        return None, None
+    record = answer.get("record")
+    if not isinstance(signature, str) or not isinstance(record, dict):
+        raise ReceiptError("malformed record or record_signature")
+    if record.get("text") != answer["text"] or record.get(f"signature_{algo}") != answer["signature"]:
+        raise ReceiptError("the signed record is not the record of this receipt")
+    if record.get(f"signing_address_{algo}", address) != address:
+        raise ReceiptError("the signed record names another signer")
+    for field in RECORD_FIELDS:
+        if field in answer and answer[field] != record.get(field):
+            raise ReceiptError(f"the answer's {field} is not the signed record's")
+    verified = _verify_signature(algo, canonical_json(record), signature, address)
+    return record, verified
 
 
 def _signature_url(base_url: str, exchange: Exchange) -> str:
