@@ -57,7 +57,7 @@ public struct ChutesEvidenceVerifier: Sendable {
             let collateral = try await collateral(quote)
             do throws(TDXVerificationError) {
                 report = try TDXQuoteVerifier.verify(
-                    quote: content.quote, collateral: collateral, now: Int64(now.timeIntervalSince1970), root: tdxRoot)
+                    quote: quote, collateral: collateral, now: Int64(now.timeIntervalSince1970), root: tdxRoot)
             } catch {
                 verdict.failure = error.reason
                 return verdict

@@ -40,6 +40,23 @@ public enum TDXQuoteVerifier {
     public static func verify(
         quote bytes: [UInt8], collateral: TDXCollateral, now: Int64, root: TDXTrustRoot
     ) throws(TDXVerificationError) -> TDXVerifiedReport {
+        try verify(collateral: collateral, now: now, root: root) { () throws(TDXVerificationError) in
+            try TDXQuote(parsing: bytes)
+        }
+    }
+
+    /// The same for a quote the caller already parsed (to look up its collateral): checked in the same order,
+    /// with the same errors, without parsing it twice.
+    public static func verify(
+        quote: TDXQuote, collateral: TDXCollateral, now: Int64, root: TDXTrustRoot
+    ) throws(TDXVerificationError) -> TDXVerifiedReport {
+        try verify(collateral: collateral, now: now, root: root) { () throws(TDXVerificationError) in quote }
+    }
+
+    private static func verify(
+        collateral: TDXCollateral, now: Int64, root: TDXTrustRoot,
+        quote parsedQuote: () throws(TDXVerificationError) -> TDXQuote
+    ) throws(TDXVerificationError) -> TDXVerifiedReport {
         // 1. The root and both CRLs.
         try checkValidity(root.certificate, now: now, what: "trust root")
         let rootCRL = try CertificateRevocationList(derEncoded: collateral.rootCACRL)
@@ -54,7 +71,7 @@ public enum TDXQuoteVerifier {
         let crls = [rootCRL, pckCRL]
 
         // 2. The quote's header.
-        let quote = try TDXQuote(parsing: bytes)
+        let quote = try parsedQuote()
         guard quote.qeVendorID == intelQEVendorID else { throw .unknownQEVendor }
 
         // 3–4. TCB info: dates, signer chain, signature over the exact bytes served.
