@@ -205,7 +205,10 @@ let benchmarks: @Sendable () -> Void = {
 /// A plain request's scan as the pipeline does it (`DecodedRequest`).
 func scanRequest(_ bytes: [UInt8]) -> Bool? {
     bytes.withUnsafeBytes { buffer in
-        guard let scan = try? JSONScan(scanning: buffer, topLevelKeys: ["stream"], flagging: "tool_calls") else {
+        guard
+            let scan = try? JSONScan(
+                scanning: buffer, topLevelKeys: ["stream", "e2ee"], flagging: "tool_calls", rejectingDuplicateKeys: true)
+        else {
             return nil
         }
         return scan.members[0]?.kind == .true || scan.sawFlaggedKey
