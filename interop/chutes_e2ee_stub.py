@@ -288,6 +288,25 @@ class ChutesE2EEStub:
         self._thread.start()
         return self
 
+    @classmethod
+    def started(cls, api_key: str, directory: Path) -> "ChutesE2EEStub":
+        """A running stand-in with a throwaway CA and leaf written to `directory` (its CA file: `ca_path`)."""
+        from test_chutes import write_ca_and_leaf
+
+        ca, leaf, leaf_key = write_ca_and_leaf(directory)
+        stub = cls(api_key, leaf, leaf_key).start()
+        stub.ca_path = ca
+        return stub
+
+    def proxy_env(self, **extra: str) -> dict[str, str]:
+        """A proxy's environment for Chutes E2EE through this stand-in, verifying its instances (SPEC §7.2: on by
+        default) against its PCCS stand-in, synthetic root and allowed measurements. `extra` wins."""
+        return {
+            "CHUTES_ENABLED": "1", "CHUTES_API_KEY": self.api_key, "CHUTES_BASE_URL": self.url,
+            "CHUTES_E2E_BASE_URL": self.url, "CHUTES_CA_FILE": str(self.ca_path), "CHUTES_E2EE": "1",
+            **self.verification_env(), **extra,
+        }
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()

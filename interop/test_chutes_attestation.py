@@ -31,7 +31,6 @@ from chutes_e2ee_stub import ChutesE2EEStub
 from conftest import TIMEOUT, ProxyClient
 from helpers import (HEX64, assert_error, chat_body, sha256_hex, sse_events, verify_ecdsa_receipt,
                      verify_ed25519_receipt)
-from test_chutes import write_ca_and_leaf
 from test_chutes_e2ee import KEY, assert_no_plaintext, e2ee_env
 
 CHAT = "/v1/chutes/chat/completions"
@@ -60,9 +59,7 @@ def canonical(value) -> str:
 
 @pytest.fixture(scope="module")
 def relay(stack):
-    ca, leaf, leaf_key = write_ca_and_leaf(stack.tmp)
-    stub = ChutesE2EEStub(KEY, leaf, leaf_key).start()
-    stub.ca_path = ca
+    stub = ChutesE2EEStub.started(KEY, stack.tmp)
     yield stub
     stub.stop()
 

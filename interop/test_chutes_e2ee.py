@@ -20,7 +20,7 @@ from chutes_e2ee_stub import ChutesE2EEStub
 from conftest import ProxyClient
 from e2ee_client import E2EEClient
 from helpers import assert_error, chat_body, sha256_hex, sse_events, verify_ecdsa_receipt
-from test_chutes import leaked_fragments, write_ca_and_leaf
+from test_chutes import leaked_fragments
 
 CHAT = "/v1/chutes/chat/completions"
 MODEL = "stub-e2e-model"
@@ -34,9 +34,7 @@ def unique(label: str) -> str:
 
 @pytest.fixture(scope="module")
 def relay(stack):
-    ca, leaf, leaf_key = write_ca_and_leaf(stack.tmp)
-    stub = ChutesE2EEStub(KEY, leaf, leaf_key).start()
-    stub.ca_path = ca
+    stub = ChutesE2EEStub.started(KEY, stack.tmp)
     yield stub
     stub.stop()
 
@@ -44,11 +42,7 @@ def relay(stack):
 def e2ee_env(relay, **extra: str) -> dict[str, str]:
     """The proxy's environment for this stand-in, verifying its instances' evidence (SPEC §7.2: on by default): its
     PCCS stand-in, its synthetic root and its allowed measurements. `extra` wins."""
-    return {
-        "CHUTES_ENABLED": "1", "CHUTES_API_KEY": KEY, "CHUTES_BASE_URL": relay.url,
-        "CHUTES_E2E_BASE_URL": relay.url, "CHUTES_CA_FILE": str(relay.ca_path), "CHUTES_E2EE": "1",
-        **relay.verification_env(), **extra,
-    }
+    return relay.proxy_env(**extra)
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,13 @@ from pqcrypto.kem import ml_kem_768
 
 import chutes_e2ee_stub as wire
 from chutes_e2ee_stub import ChutesE2EEStub
-from test_chutes import write_ca_and_leaf
 
 KEY = "cpk-stubproof-" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
 def e2e_stub(tmp_path_factory):
-    ca, leaf, leaf_key = write_ca_and_leaf(tmp_path_factory.mktemp("chutes-e2ee-stub"))
-    stub = ChutesE2EEStub(KEY, leaf, leaf_key).start()
-    stub.ca_path = ca
+    stub = ChutesE2EEStub.started(KEY, tmp_path_factory.mktemp("chutes-e2ee-stub"))
     yield stub
     stub.stop()
 

@@ -55,9 +55,8 @@ def targets(stack, proxy):
         "v3-chutes-proxy", CHUTES_ENABLED="1", CHUTES_BASE_URL=chutes_url, CHUTES_API_KEY=CHUTES_KEY,
         CHUTES_CA_FILE=str(ca_path))
     relay = ChutesE2EEStub(E2EE_CHUTES_KEY, leaf, leaf_key).start()
-    e2ee_proxy = stack.start_proxy(
-        "v3-chutes-e2ee-proxy", CHUTES_ENABLED="1", CHUTES_BASE_URL=relay.url, CHUTES_E2E_BASE_URL=relay.url,
-        CHUTES_API_KEY=E2EE_CHUTES_KEY, CHUTES_CA_FILE=str(ca_path), CHUTES_E2EE="1", **relay.verification_env())
+    relay.ca_path = ca_path
+    e2ee_proxy = stack.start_proxy("v3-chutes-e2ee-proxy", **relay.proxy_env())
     att, chutes_att, e2ee_att = attest(proxy, stack), attest(chutes_proxy, stack), attest(e2ee_proxy, stack)
     chutes_stub.reset()
     out = {

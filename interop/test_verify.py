@@ -377,16 +377,12 @@ def chutes_chain(stack, dev):
     """A proxy on the dev agent (no TLS binding, reached over http) sealing to the Chutes stand-in's instances,
     which it verifies against the stand-in's synthetic TDX PKI."""
     from chutes_e2ee_stub import ChutesE2EEStub
-    from test_chutes import write_ca_and_leaf
 
-    key = "cpk-verify-chain-" + secrets.token_hex(16)
-    ca, leaf, leaf_key = write_ca_and_leaf(dev["tmp"])
-    relay = ChutesE2EEStub(key, leaf, leaf_key).start()
+    relay = ChutesE2EEStub.started("cpk-verify-chain-" + secrets.token_hex(16), dev["tmp"])
     try:
         proxy = stack.start_proxy(
-            "verify-proxy-chutes", DSTACK_SIMULATOR_ENDPOINT=str(dev["tmp"] / "dstack.sock"), TLS_CERT_PATH="",
-            CHUTES_ENABLED="1", CHUTES_API_KEY=key, CHUTES_BASE_URL=relay.url, CHUTES_E2E_BASE_URL=relay.url,
-            CHUTES_CA_FILE=str(ca), CHUTES_E2EE="1", **relay.verification_env())
+            "verify-proxy-chutes",
+            **relay.proxy_env(DSTACK_SIMULATOR_ENDPOINT=str(dev["tmp"] / "dstack.sock"), TLS_CERT_PATH=""))
         yield relay, proxy
     finally:
         relay.stop()
