@@ -18,15 +18,8 @@ struct UpstreamResponse: Sendable {
         func collect(upTo limit: Int) async throws -> ByteBuffer {
             switch self {
             case .pooled(let body): return try await body.collect(upTo: limit)
-            case .decrypted:
-                var collected = ByteBuffer()
-                for try await chunk in self {
-                    guard collected.readableBytes + chunk.readableBytes <= limit else {
-                        throw UpstreamHTTPError.bodyTooLarge(limit: limit)
-                    }
-                    collected.writeImmutableBuffer(chunk)
-                }
-                return collected
+            // NIOCore's; over the limit it throws NIOTooManyBytesError, which `Upstream.mapError` reads as too large.
+            case .decrypted(let stream): return try await stream.collect(upTo: limit)
             }
         }
 
