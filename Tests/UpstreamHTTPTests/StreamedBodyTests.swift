@@ -95,16 +95,18 @@ import Testing
     @Test func theReadTimeoutCountsFromTheBodysEndNotTheHead() async throws {
         let server = try await TestServer()
         let pool = try UpstreamConnectionPoolTests.pool(server)
-        // Parts for longer than the read timeout in all: the upstream is not silent, the upload is slow.
+        // Parts for longer than the read timeout in all (6 s against 5 s): the upstream is not silent, the upload
+        // is slow. Each gap is a 25th of the timeout, so a loaded machine stretching the sleeps does not make a gap
+        // look like silence (the exact rule is ConnectionStateMachineTests', without a clock).
         let response = try await pool.execute(
             Self.post("/upload", length: nil),
             streamingBody: { writer in
-                for _ in 0..<8 {
+                for _ in 0..<30 {
                     try await writer.write(ByteBuffer(string: "abcd"))
-                    try await Task.sleep(for: .milliseconds(150))
+                    try await Task.sleep(for: .milliseconds(200))
                 }
-            }, mode: .collect(limit: 1 << 20), readTimeout: .seconds(1))
-        #expect(String(buffer: try await response.body.collect(upTo: 1024)) == #"{"bytes":32}"#)
+            }, mode: .collect(limit: 1 << 20), readTimeout: .seconds(5))
+        #expect(String(buffer: try await response.body.collect(upTo: 1024)) == #"{"bytes":120}"#)
         await pool.shutdown()
         await server.stop()
     }
