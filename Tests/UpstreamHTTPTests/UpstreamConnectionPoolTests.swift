@@ -38,7 +38,9 @@ import Testing
 
     @Test func sequentialRequestsReuseOneConnection() async throws {
         let server = try await TestServer()
-        let pool = try Self.pool(server)
+        // Idle connections are swept after the idle timeout (4 s by default): a loaded machine can be that slow
+        // between two requests, and the swept connection's replacement would look like no reuse.
+        let pool = try Self.pool(server, .init(idleTimeout: .seconds(120)))
         for _ in 0..<50 {
             let (response, body) = try await Self.collect(pool, "/json")
             #expect(response.status == .ok)
@@ -54,7 +56,9 @@ import Testing
 
     @Test func aChunkedBodyStreamsChunkByChunkAndTheConnectionIsReused() async throws {
         let server = try await TestServer()
-        let pool = try Self.pool(server)
+        // Idle connections are swept after the idle timeout (4 s by default): a loaded machine can be that slow
+        // between two requests, and the swept connection's replacement would look like no reuse.
+        let pool = try Self.pool(server, .init(idleTimeout: .seconds(120)))
         for _ in 0..<3 {
             let response = try await pool.execute(
                 Self.get("/chunked/5"), body: nil, mode: .stream, readTimeout: .seconds(10))
