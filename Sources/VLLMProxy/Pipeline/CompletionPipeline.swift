@@ -198,34 +198,14 @@ struct CompletionPipeline: Sendable {
         let ticket = try admission?.admit(premium: fields[.userTier]?.lowercased() == "premium")
         let upload = UploadDigest()
         let limit = maxUploadBytes
-        let body = request.body
         timing.upstreamWaitBegins()
         let response = try await upstream.sendStreamingBody(
             path: route.upstreamPath, contentType: contentType, contentLength: declared, logger: logger
         ) { writer in
             var hasher = SHA256()
-            var total = 0
-            do {
-                for try await part in body {
-                    total += part.readableBytes
-                    guard total <= limit else { throw ProxyError.tooLarge(limit: limit) }
-                    hasher.update(data: part.readableBytesView)
-                    try await writer.write(part)
-                }
-            } catch let error as ProxyError {
-                throw error
-            } catch is RequestBodyTimeout {
-                throw ProxyError.requestTimeout
-            } catch {
-                if Task.isCancelled { throw error }
-                // A write to the upstream failed: the upstream's side decides what the client hears.
-                if error is UpstreamHTTPError { throw error }
-                throw ProxyError.invalidRequest("The request body could not be read")
-            }
-            // A connection that ends mid-body ends the body stream as if it were complete.
-            if Task.isCancelled { throw ProxyError.clientClosedRequest }
-            if let declared, total != declared {
-                throw ProxyError.invalidRequest("The request body ended before its Content-Length")
+            try await forEachBodyPart(request, limit: limit, declared: declared) { part in
+                hasher.update(data: part.readableBytesView)
+                try await writer.write(part)
             }
             upload.finish(hasher.finalize().hex)
         }
@@ -334,30 +314,49 @@ struct CompletionPipeline: Sendable {
     }
 
     private func readBody(_ request: Request) async throws(ProxyError) -> ByteBuffer {
-        _ = try declaredLength(request, limit: maxBodyBytes)
+        let declared = try declaredLength(request, limit: maxBodyBytes)
         var collected = ByteBuffer()
         do {
+            try await forEachBodyPart(request, limit: maxBodyBytes, declared: declared) {
+                collected.writeImmutableBuffer($0)
+            }
+        } catch let error as ProxyError {
+            throw error
+        } catch {
+            throw .invalidRequest("The request body could not be read")  // `consume` above cannot throw
+        }
+        return collected
+    }
+
+    /// Reads a request body part by part (at most `limit` bytes in all), handing each to `consume`, with SPEC
+    /// §2's errors for a body too large, too slow, cut short or unreadable; what `consume` throws (a failed write
+    /// upstream) passes as it is. JSON bodies are collected through it, uploads streamed.
+    private func forEachBodyPart(
+        _ request: Request, limit: Int, declared: Int?, _ consume: (ByteBuffer) async throws -> Void
+    ) async throws {
+        var total = 0
+        do {
             for try await part in request.body {
-                guard collected.readableBytes + part.readableBytes <= maxBodyBytes else {
-                    throw ProxyError.tooLarge(limit: maxBodyBytes)
-                }
-                collected.writeImmutableBuffer(part)
+                total += part.readableBytes
+                guard total <= limit else { throw ProxyError.tooLarge(limit: limit) }
+                try await consume(part)
             }
         } catch let error as ProxyError {
             throw error
         } catch is RequestBodyTimeout {
-            throw .requestTimeout
+            throw ProxyError.requestTimeout
+        } catch let error as UpstreamHTTPError {
+            throw error
         } catch {
-            if Task.isCancelled { throw .clientClosedRequest }
-            throw .invalidRequest("The request body could not be read")
+            if Task.isCancelled { throw ProxyError.clientClosedRequest }
+            throw ProxyError.invalidRequest("The request body could not be read")
         }
         // A connection that ends mid-body ends the body stream as if it were complete: never take a short
         // body for a whole one.
-        if Task.isCancelled { throw .clientClosedRequest }
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), collected.readableBytes != length {
-            throw .invalidRequest("The request body ended before its Content-Length")
+        if Task.isCancelled { throw ProxyError.clientClosedRequest }
+        if let declared, total != declared {
+            throw ProxyError.invalidRequest("The request body ended before its Content-Length")
         }
-        return collected
     }
 
     /// `X-Request-Hash` from a trusted gateway (plain requests only; else SHA-256 of the exact bytes received).
