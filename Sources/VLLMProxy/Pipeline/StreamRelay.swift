@@ -49,13 +49,9 @@ final class StreamRelay: @unchecked Sendable {
         self.receipt = receipt
         self.receipts = receipts
         self.logger = logger
-        // Named by the proxy (or not signed at all): the events need not be read for an id.
-        if let fixed = receipt?.fixedChatID {
-            chatID = fixed
-            splitter.keepsEvents = framer != nil || sealer != nil
-        } else if receipt == nil {
-            splitter.keepsEvents = framer != nil || sealer != nil
-        }
+        chatID = receipt?.fixedChatID
+        // Named by the proxy, or not signed at all: a plain stream's events need not be read for an id.
+        if receipt == nil || chatID != nil { splitter.keepsEvents = framer != nil || sealer != nil }
     }
 
     /// Relays the upstream's chunks to the client, then stores the receipt (only for a stream that ended well
