@@ -90,6 +90,11 @@ extension StubUpstream {
 
     static func testModelAnswer(_ model: String) -> Response? {
         if model == "stub-unserved" { return json(.notFound, ["detail": "Not Found"]) }
+        return errorAnswer(model)
+    }
+
+    /// `stub-error-<status>`: vLLM's error shape with that status (every route, completions included).
+    static func errorAnswer(_ model: String) -> Response? {
         guard model.hasPrefix("stub-error-"), let code = Int(model.dropFirst("stub-error-".count)) else { return nil }
         return json(
             .init(code: code),
@@ -360,22 +365,13 @@ extension StubUpstream {
     static func parseForm(_ body: [UInt8], boundary: String) -> [String: FormField]? {
         let delimiter = Array("--\(boundary)".utf8)
         var fields: [String: FormField] = [:]
-        var positions: [Int] = []
-        var index = 0
-        while index + delimiter.count <= body.count {
-            if body[index] == delimiter[0], Array(body[index..<index + delimiter.count]) == delimiter {
-                positions.append(index)
-                index += delimiter.count
-            } else {
-                index += 1
-            }
-        }
+        let positions = body.ranges(of: delimiter).map(\.lowerBound)
         guard positions.count >= 2 else { return nil }
         for (start, end) in zip(positions, positions.dropFirst()) {
             var part = Array(body[(start + delimiter.count)..<end])
             if part.starts(with: [13, 10]) { part.removeFirst(2) }
             if part.count >= 2, part.suffix(2) == [13, 10] { part.removeLast(2) }
-            guard let split = find([13, 10, 13, 10], in: part) else { continue }
+            guard let split = part.firstRange(of: [13, 10, 13, 10])?.lowerBound else { continue }
             let head = String(decoding: part[..<split], as: UTF8.self)
             let data = Array(part[(split + 4)...])
             guard
@@ -392,14 +388,6 @@ extension StubUpstream {
             fields[name] = FormField(data: data, filename: parameter("filename"))
         }
         return fields
-    }
-
-    private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
-        guard haystack.count >= needle.count else { return nil }
-        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
-            if Array(haystack[start..<start + needle.count]) == needle { return start }
-        }
-        return nil
     }
 
     /// A valid 1×1 PNG.

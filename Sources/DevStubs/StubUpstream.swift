@@ -205,15 +205,7 @@ public final class StubUpstream: Sendable {
         if let refused = refuseWithoutKey(request) { return refused }
         let body = (try? JSONValue(parsing: bytes)) ?? [:]
         let model = body["model"]?.stringValue ?? "stub-model"
-        if model.hasPrefix("stub-error-"), let code = Int(model.dropFirst("stub-error-".count)) {
-            return Self.json(
-                .init(code: code),
-                [
-                    "object": "error", "message": .string("stub error \(code)"), "type": "BadRequestError",
-                    "param": nil,
-                    "code": .integer(code),
-                ])
-        }
+        if let failure = Self.errorAnswer(model) { return failure }
         if chat, let echoed = Self.messageWithoutRole(body) {
             // vLLM's request validation error, which quotes the offending input.
             let quoted = "{'content': '\(echoed)'}"
@@ -240,8 +232,7 @@ public final class StubUpstream: Sendable {
         if let pause, body["stream"] != .bool(true) { try await Task.sleep(for: pause) }
         // Deterministic answers (id from the body, fixed `created`) let a test compare the proxy's bytes with
         // the stub's own answer to the same request. Like vLLM, a `request_id` in the body chooses the id.
-        let digest = SHA256.hash(data: bytes).prefix(12).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-        let id = (chat ? "chatcmpl-" : "cmpl-") + (body["request_id"]?.stringValue ?? "stub-" + digest)
+        let id = (chat ? "chatcmpl-" : "cmpl-") + (body["request_id"]?.stringValue ?? "stub-" + Self.digest(bytes))
         let prompt = Self.lastText(body, chat: chat)
         let leaks = Leaks(body)
         let reply = (leaks.contains(.echo) ? prompt : "") + "Echo: " + prompt
