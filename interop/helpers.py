@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -116,3 +119,46 @@ def basic_in_flight(proxy) -> float:
     match = re.search(r"^vllm_proxy_basic_inflight_requests(?:\{[^}]*\})? (\S+)$", text, re.M)
     assert match, text[:2000]
     return float(match.group(1))
+
+
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, serving `handler` (a BaseHTTPRequestHandler class)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class EditingRelay(LoopbackServer):
+    """A hostile relay between a verifier and the proxy: forwards every GET and applies `edit` (settable later) to
+    the attestation report it returns, over plain HTTP, so only what the report binds can catch it."""
+
+    def __init__(self, target: str, edit: Callable[[dict], dict] = lambda report: report):
+        relay = self
+        self.edit = edit
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                upstream = requests.get(
+                    target + self.path, headers={"Authorization": self.headers.get("Authorization", "")}, timeout=60)
+                body = upstream.content
+                if self.path.startswith("/v1/attestation/report") and upstream.status_code == 200:
+                    body = json.dumps(relay.edit(upstream.json())).encode()
+                send_json(self, upstream.status_code, body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(Handler)

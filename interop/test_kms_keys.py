@@ -15,20 +15,21 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_hash.auto import keccak
 from eth_keys import keys as eth_keys
 
 from conftest import Process, bin_dir, refusing_port, stop_all, unix_socket_accepts
-from helpers import SECP256K1_N, agent_call, chat_body, verify_ecdsa_receipt, verify_ed25519_receipt
+from helpers import (
+    SECP256K1_N, EditingRelay, LoopbackServer, agent_call, chat_body, send_json, verify_ecdsa_receipt,
+    verify_ed25519_receipt,
+)
 
 MODEL = "interop-model"  # stack.start_proxy's MODEL_NAME
 PATHS = {"ecdsa": f"{MODEL}/ecdsa-signing-key", "ed25519": f"{MODEL}/ed25519-signing-key"}
@@ -284,35 +285,6 @@ def test_verify_refuses_an_unusable_root(kms, bad):
     assert "--kms-root" in result["stderr"]
 
 
-class EditingRelay:
-    """Between verify and the proxy: applies `edit` to the attestation report (key_provenance is not in the
-    report data, so only the chain check can notice)."""
-
-    def __init__(self, target: str, edit):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                upstream = requests.get(target + self.path, headers={"Authorization": self.headers["Authorization"]},
-                                        timeout=60)
-                body = upstream.content
-                if self.path.startswith("/v1/attestation/report") and upstream.status_code == 200:
-                    body = json.dumps(edit(upstream.json())).encode()
-                self.send_response(upstream.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 def forge_swap(report_: dict) -> dict:
     """The Ed25519 key's chain shown for the ecdsa key and the other way round (swapped paths)."""
     p = report_["key_provenance"]
@@ -402,29 +374,19 @@ def test_getkey_down_stops_startup_naming_the_path(stack, tmp_path):
     assert_stopped_naming(done, PATHS["ecdsa"], "cannot be reached", "nobody-listens.sock")
 
 
-class FakeAgent:
+class FakeAgent(LoopbackServer):
     """A guest agent answering /GetKey with `answer(request) -> (status, body bytes)`."""
 
     def __init__(self, answer):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, body = answer(request)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, *answer(request))
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
+        super().__init__(Handler)
 
 
 APP = eth_keys.PrivateKey(hashlib.sha256(b"fake agent app key").digest())

@@ -16,13 +16,12 @@ import ssl
 import subprocess
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
 from conftest import Process, bin_dir, make_certificate, pem, stop_all, unix_socket_accepts
+from helpers import EditingRelay
 
 TIMEOUT = 120
 
@@ -75,38 +74,6 @@ class TLSTerminator:
     def close(self) -> None:
         self.closed = True
         self.listener.close()
-
-
-class EditingRelay:
-    """A hostile relay between client and proxy: forwards every request and applies `edit` to the attestation
-    report it returns (plain HTTP, so only report-data binding — not TLS — can catch it)."""
-
-    def __init__(self, target: str):
-        relay = self
-        self.edit = lambda report: report
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                upstream = requests.get(target + self.path, headers={"Authorization": self.headers.get("Authorization", "")},
-                                        timeout=60)
-                body = upstream.content
-                if self.path.startswith("/v1/attestation/report") and upstream.status_code == 200:
-                    body = json.dumps(relay.edit(upstream.json())).encode()
-                self.send_response(upstream.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture(scope="module")
