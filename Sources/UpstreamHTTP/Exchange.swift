@@ -11,7 +11,7 @@ public enum UpstreamResponseMode: Sendable {
 ///
 /// The immutable parts are set at creation; the mutable ones are touched only on `eventLoop` (the loop whose
 /// pool took the request), except `ticket` and `isWaiting`, which only the pool's waiter line touches, under its
-/// lock. Hence `@unchecked Sendable`.
+/// lock (see `PoolStateMachine`). Hence `@unchecked Sendable`.
 final class Exchange: @unchecked Sendable {
     let head: HTTPRequestHead
     let body: ByteBuffer?
@@ -94,4 +94,10 @@ final class Exchange: @unchecked Sendable {
         waitTimer?.cancel()
         waitTimer = nil
     }
+}
+
+extension Exchange: PoolWaiter {
+    /// A streamed body cannot be sent again, so it does not risk a kept-alive connection the upstream may be
+    /// closing just now; a retry goes on a fresh connection too. Both count as retried.
+    var wantsFresh: Bool { retried }
 }

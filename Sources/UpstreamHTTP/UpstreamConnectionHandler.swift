@@ -9,7 +9,10 @@ extension Exchange: ConnectionExchange {
 /// Runs one keep-alive HTTP/1.1 connection to the upstream on its event loop: every event goes to the
 /// `ConnectionStateMachine`, which decides; this handler only carries out what it returns (writes, deliveries,
 /// the stream, the timer, closing, the pool's callbacks).
-final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+///
+/// `@unchecked Sendable`: the pool's state machine (behind its lock) holds references to idle handlers of every
+/// loop, but each handler is only ever called on its own channel's loop (`retire` is sent there).
+final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
@@ -34,7 +37,6 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     var channel: (any Channel)? { context?.channel }
-    var idleSince: NIODeadline { machine.idleSince }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context

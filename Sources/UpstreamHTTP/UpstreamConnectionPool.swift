@@ -35,14 +35,11 @@ public final class UpstreamConnectionPool: Sendable {
     public let endpoint: UpstreamEndpoint
     private let configuration: Configuration
     private let group: MultiThreadedEventLoopGroup
-    private let loops: [LoopPool]
+    private let loops: [any EventLoop]
     private let sslContext: NIOSSLContext?
-    private let open = Atomic<Int>(0)
-    private let peak = Atomic<Int>(0)
-    private let waiters: Mutex<Waiters>
-    /// `waiters.count`, stored under its lock: a finished exchange checks it without taking the lock.
-    private let waiting = Atomic<Int>(0)
-    private let shutDown = Atomic<Bool>(false)
+    /// Every decision (which connection, who waits, who is next) is the machine's; this class carries them out.
+    private let state: Mutex<PoolStateMachine<UpstreamConnectionHandler, Exchange>>
+    private let sweepers = Mutex<[RepeatedTask]>([])
     /// The endpoint's address when its host is an IP literal: no resolver round trip (a thread hop through
     /// getaddrinfo) for each new connection.
     private let address: SocketAddress?
@@ -62,11 +59,21 @@ public final class UpstreamConnectionPool: Sendable {
             self.sslContext = nil
         }
         self.address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port)
-        self.loops = group.makeIterator().enumerated().map { LoopPool(eventLoop: $1, index: $0) }
-        self.waiters = Mutex(Waiters(loops: loops.count))
-        for pool in loops {
-            let idleTimeout = configuration.idleTimeout
-            pool.eventLoop.execute { pool.startSweeping(every: idleTimeout) }
+        self.loops = Array(group.makeIterator())
+        self.state = Mutex(
+            PoolStateMachine(
+                loops: loops.count, maxConnections: configuration.maxConnections,
+                idleTimeout: configuration.idleTimeout))
+        let interval = configuration.idleTimeout
+        sweepers.withLock { sweepers in
+            for (index, loop) in loops.enumerated() {
+                sweepers.append(
+                    loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] task in
+                        // A pool dropped without `shutdown` stops its sweepers here.
+                        guard let self else { return task.cancel() }
+                        self.sweep(loop: index)
+                    })
+            }
         }
     }
 
@@ -137,27 +144,26 @@ public final class UpstreamConnectionPool: Sendable {
         var head = head
         if !endpoint.pathPrefix.isEmpty { head.uri = endpoint.pathPrefix + head.uri }
         head.headers.replaceOrAdd(name: "Host", value: endpoint.hostHeader)
-        let pool = currentPool()
+        let (eventLoop, loopIndex) = currentLoop()
         let exchange = Exchange(
             head: head, body: body, streamsBody: streamsBody, mode: mode, readTimeout: readTimeout,
-            eventLoop: pool.eventLoop, loopIndex: pool.index)
-        // A streamed body cannot be sent again, so it does not risk a keep-alive connection the upstream may
-        // be closing just now.
-        if pool.eventLoop.inEventLoop {
-            start(exchange, on: pool, fresh: streamsBody)
+            eventLoop: eventLoop, loopIndex: loopIndex)
+        if eventLoop.inEventLoop {
+            start(exchange)
         } else {
-            pool.eventLoop.execute { self.start(exchange, on: pool, fresh: streamsBody) }
+            eventLoop.execute { self.start(exchange) }
         }
         return exchange
     }
 
-    /// Closes idle connections and refuses new requests; exchanges in flight finish on their own.
+    /// Closes idle connections and refuses new requests (waiters fail); exchanges in flight finish on their own.
     public func shutdown() async {
-        shutDown.store(true, ordering: .relaxed)
-        for pool in loops {
-            try? await pool.eventLoop.submit { pool.closeAll() }.get()
+        for sweeper in sweepers.withLock({ $0 }) { sweeper.cancel() }
+        let (idle, waiters) = state.withLock { $0.shutdown() }
+        for (handler, loop) in idle {
+            try? await loops[loop].submit { handler.retire() }.get()
         }
-        while let exchange = withWaiters({ $0.popFirst() }) {
+        for exchange in waiters {
             exchange.eventLoop.execute {
                 exchange.stopWaitTimer()
                 exchange.fail(.shutDown)
@@ -166,66 +172,51 @@ public final class UpstreamConnectionPool: Sendable {
     }
 
     /// Whether `shutdown` was called: the pool takes no more requests.
-    public var isShutDown: Bool { shutDown.load(ordering: .relaxed) }
+    public var isShutDown: Bool { state.withLock { $0.isShutDown } }
     /// Open connections (for metrics and tests).
-    public var openConnections: Int { open.load(ordering: .relaxed) }
+    public var openConnections: Int { state.withLock { $0.open } }
     /// The most connections open at once so far.
-    public var peakConnections: Int { peak.load(ordering: .relaxed) }
+    public var peakConnections: Int { state.withLock { $0.peak } }
     /// Requests waiting for a connection (for tests).
-    var waitingRequests: Int { waiting.load(ordering: .relaxed) }
+    var waitingRequests: Int { state.withLock { $0.waiting } }
     /// Idle keep-alive connections over every loop (for tests: an answer is read before its connection is back).
-    var idleConnections: Int { loops.reduce(0) { $0 + $1.idleCount.load(ordering: .sequentiallyConsistent) } }
+    var idleConnections: Int { state.withLock { $0.idleCount } }
 
-    // MARK: Internals (on the pool's event loop)
+    // MARK: Carrying out the machine's decisions
 
-    private func currentPool() -> LoopPool {
+    /// The caller's event loop when it is one of the pool's (as every request task is when NIO runs Swift
+    /// concurrency), so that its bytes never cross threads; else the next one.
+    private func currentLoop() -> (any EventLoop, Int) {
         if let current = MultiThreadedEventLoopGroup.currentEventLoop {
-            for pool in loops where pool.eventLoop === current { return pool }
+            for (index, loop) in loops.enumerated() where loop === current { return (loop, index) }
         }
         let next = group.next()
-        return loops.first { $0.eventLoop === next } ?? loops[0]
+        return (next, loops.firstIndex { $0 === next } ?? 0)
     }
 
-    /// The waiter line, its count mirrored for lock-free reads. Sequentially consistent: a waiter joining the line
-    /// then looking for idle connections, and a connection turning idle then looking for waiters, cannot both
-    /// miss each other (see `wait` and `reusable`).
-    @discardableResult
-    private func withWaiters<T>(_ body: (inout Waiters) -> T) -> T {
-        waiters.withLock { waiters in
-            let result = body(&waiters)
-            waiting.store(waiters.count, ordering: .sequentiallyConsistent)
-            return result
-        }
-    }
-
-    private func start(_ exchange: Exchange, on pool: LoopPool, fresh: Bool = false) {
+    /// On the exchange's loop: a first attempt, or a retry on a fresh connection.
+    private func start(_ exchange: Exchange) {
         guard !exchange.cancelled else { return exchange.fail(.cancelled) }
-        guard !shutDown.load(ordering: .relaxed) else { return exchange.fail(.shutDown) }
-        if !fresh, let handler = pool.takeIdle(maxAge: configuration.idleTimeout) {
+        let now = NIODeadline.now()
+        let decision = state.withLock { $0.request(exchange, now: now) }
+        for handler in decision.stale { handler.retire() }
+        switch decision.action {
+        case .use(let handler):
             handler.start(exchange)
-            return
-        }
-        guard reserveConnection() else { return wait(exchange, on: pool) }
-        connect(for: exchange)
-    }
-
-    /// At the cap: the exchange waits in line for a slot or a connection of its loop, for at most its read
-    /// timeout (`UPSTREAM_TIMEOUT_SECONDS`; a wait that long is an upstream not answering in time too).
-    private func wait(_ exchange: Exchange, on pool: LoopPool) {
-        exchange.waitTimer = pool.eventLoop.scheduleTask(in: exchange.readTimeout) { [self] in
-            // Already taken from the line: a slot or connection is on its way to it.
-            guard withWaiters({ $0.remove(exchange) }) else { return }
-            exchange.waitTimer = nil
-            exchange.fail(.poolTimeout)
-        }
-        withWaiters { $0.append(exchange) }
-        // A slot freed between the check and the joining (its release found nobody waiting) goes to the line.
-        if reserveConnection() { passSlot() }
-        // Connections serve only their own loop: every open one may be idle on other loops, where no finishing
-        // exchange would ever hand it over. One of them is closed, and its slot comes to the line.
-        for other in loops where other !== pool && other.idleCount.load(ordering: .sequentiallyConsistent) > 0 {
-            other.eventLoop.execute { self.shedIdle(other) }
-            break
+        case .connect:
+            connect(for: exchange)
+        case .wait(let retiring):
+            // Bounded by the read timeout (`UPSTREAM_TIMEOUT_SECONDS`): a wait that long is an upstream not
+            // answering in time too.
+            exchange.waitTimer = exchange.eventLoop.scheduleTask(in: exchange.readTimeout) { [self] in
+                // False: a slot or connection is on its way to it.
+                guard state.withLock({ $0.waitTimedOut(exchange) }) else { return }
+                exchange.waitTimer = nil
+                exchange.fail(.poolTimeout)
+            }
+            if let (handler, loop) = retiring { loops[loop].execute { handler.retire() } }
+        case .fail(let error):
+            exchange.fail(error)
         }
     }
 
@@ -236,38 +227,16 @@ public final class UpstreamConnectionPool: Sendable {
         // Already answered: the connection may be back in the pool serving someone else by now.
         guard !exchange.completed else { return }
         exchange.cancelled = true
-        if exchange.waitTimer != nil {
-            withWaiters { $0.remove(exchange) }
-            exchange.stopWaitTimer()
-        }
+        // Still in line: it leaves it. Handed a slot or connection already: that one sees `cancelled` and
+        // passes it on.
+        if exchange.waitTimer != nil, state.withLock({ $0.cancelled(exchange) }) { exchange.stopWaitTimer() }
         exchange.fail(.cancelled)
         exchange.connection?.close(promise: nil)
     }
 
-    private func reserveConnection() -> Bool {
-        var current = open.load(ordering: .relaxed)
-        while current < configuration.maxConnections {
-            let (exchanged, original) = open.compareExchange(
-                expected: current, desired: current + 1, ordering: .relaxed)
-            if exchanged {
-                peak.max(current + 1, ordering: .relaxed)
-                return true
-            }
-            current = original
-        }
-        return false
-    }
-
-    /// A connection slot came free (a connection closed, or a reservation went unused): it passes straight to
-    /// the longest waiter, which connects on its own loop; with nobody waiting it is released. Decided under the
-    /// line's lock, so a request joining the line meanwhile either is found here or finds the slot released.
-    private func passSlot() {
-        let waiter = withWaiters { waiters -> Exchange? in
-            if let waiter = waiters.popFirst() { return waiter }
-            open.subtract(1, ordering: .relaxed)
-            return nil
-        }
-        guard let waiter else { return }
+    /// A slot came free (a connection closed, a connect failed, or a waiter handed a slot had left).
+    private func slotFreed(_ action: PoolStateMachine<UpstreamConnectionHandler, Exchange>.SlotAction) {
+        guard case .connect(let waiter) = action else { return }
         if waiter.eventLoop.inEventLoop {
             connectWaiter(waiter)
         } else {
@@ -279,50 +248,39 @@ public final class UpstreamConnectionPool: Sendable {
     private func connectWaiter(_ waiter: Exchange) {
         waiter.stopWaitTimer()
         // Its client left after it was taken from the line: the slot goes on to the next waiter.
-        guard !waiter.cancelled, !waiter.completed else { return passSlot() }
-        guard !shutDown.load(ordering: .relaxed) else {
-            waiter.fail(.shutDown)
-            return passSlot()
-        }
+        guard !waiter.cancelled, !waiter.completed else { return slotFreed(state.withLock { $0.slotFreed() }) }
         connect(for: waiter)
     }
 
-    /// On `pool`'s loop while requests wait: an idle connection serves a waiter of its own loop, or closes so
-    /// that its slot goes to the longest waiter (`closed` → `passSlot`).
-    private func shedIdle(_ pool: LoopPool) {
-        guard waiting.load(ordering: .sequentiallyConsistent) > 0,
-            let handler = pool.takeIdle(maxAge: configuration.idleTimeout)
-        else { return }
-        if let waiter = withWaiters({ $0.popFirst(onLoop: pool.index) }) {
+    private func released(_ handler: UpstreamConnectionHandler, loop: Int) {
+        switch state.withLock({ $0.released(handler, loop: loop, now: .now()) }) {
+        case .keep:
+            break
+        case .use(let waiter):
             waiter.stopWaitTimer()
+            // A waiter whose client left meanwhile is abandoned there, unsent, and the connection comes back.
             handler.start(waiter)
-        } else {
+        case .close:
             handler.retire()
         }
+    }
+
+    private func sweep(loop: Int) {
+        for handler in state.withLock({ $0.sweep(loop: loop, now: .now()) }) { handler.retire() }
     }
 
     /// Opens a connection (a slot is already reserved) on the exchange's loop and starts the exchange on it.
     private func connect(for exchange: Exchange) {
         let eventLoop = exchange.eventLoop
-        let pool = loops[exchange.loopIndex]
+        let loop = exchange.loopIndex
         let sslContext = self.sslContext
         let resolved = self.address
         // SNI names a host, never an IP literal.
         let serverHostname = resolved == nil ? endpoint.host : nil
         let callbacks = UpstreamConnectionHandler.Callbacks(
-            reusable: { handler in
-                pool.putIdle(handler)
-                // Looked at only once the connection is listed as idle, as a joining waiter looks at idle
-                // connections only once it is in line: one of the two sees the other. At the cap, the freed
-                // connection serves a waiter of its own loop, or closes so that its slot goes to the longest
-                // waiter, who connects on its own loop (an exchange never leaves its loop).
-                if self.waiting.load(ordering: .sequentiallyConsistent) > 0 { self.shedIdle(pool) }
-            },
-            closed: { handler in
-                pool.remove(handler)
-                self.passSlot()
-            },
-            retry: { exchange in self.start(exchange, on: pool, fresh: true) })
+            reusable: { handler in self.released(handler, loop: loop) },
+            closed: { handler in self.slotFreed(self.state.withLock { $0.closed(handler, loop: loop) }) },
+            retry: { exchange in self.start(exchange) })
         ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
             // Each connection keeps its receive buffer for reuse; NIO's default first size (2 KiB) per open
@@ -350,14 +308,14 @@ public final class UpstreamConnectionPool: Sendable {
                     else {
                         // Without its handler the channel's close reports to nobody: the slot is passed on here.
                         channel.close(promise: nil)
-                        self.passSlot()
+                        self.slotFreed(self.state.withLock { $0.slotFreed() })
                         return exchange.fail(.connectionClosed)
                     }
                     // An exchange cancelled meanwhile is failed there, unsent, and the new connection serves the
                     // next waiter or goes idle.
                     handler.start(exchange)
                 case .failure(let error):
-                    self.passSlot()
+                    self.slotFreed(self.state.withLock { $0.slotFreed() })
                     exchange.fail(Self.connectError(error))
                 }
             }
@@ -372,65 +330,6 @@ public final class UpstreamConnectionPool: Sendable {
         }
         if error is NIOConnectionError || text.contains("resolve") { return .connectFailed("connection failed") }
         return .connectFailed("connection failed")
-    }
-}
-
-/// The idle connections of one event loop; touched only on that loop, but for `idleCount`.
-final class LoopPool: @unchecked Sendable {
-    let eventLoop: any EventLoop
-    /// Its place in the pool's `loops` (and the waiter line of its loop).
-    let index: Int
-    /// Most recently used last: reuse the warmest connection, let the coldest age out.
-    private var idle: [UpstreamConnectionHandler] = [] {
-        // Sequentially consistent: see `UpstreamConnectionPool.withWaiters`.
-        didSet { idleCount.store(idle.count, ordering: .sequentiallyConsistent) }
-    }
-    /// `idle.count`, for other loops: a waiter there looks for idle connections to have one closed for it.
-    let idleCount = Atomic<Int>(0)
-    private var sweeper: RepeatedTask?
-
-    init(eventLoop: any EventLoop, index: Int) {
-        self.eventLoop = eventLoop
-        self.index = index
-    }
-
-    func takeIdle(maxAge: TimeAmount) -> UpstreamConnectionHandler? {
-        let oldest = NIODeadline.now() - maxAge
-        while let handler = idle.popLast() {
-            if handler.idleSince > oldest, handler.channel?.isActive == true { return handler }
-            handler.channel?.close(promise: nil)
-        }
-        return nil
-    }
-
-    func putIdle(_ handler: UpstreamConnectionHandler) {
-        idle.append(handler)
-    }
-
-    func remove(_ handler: UpstreamConnectionHandler) {
-        if let index = idle.lastIndex(where: { $0 === handler }) { idle.remove(at: index) }
-    }
-
-    func startSweeping(every interval: TimeAmount) {
-        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            self.sweep(maxAge: interval)
-        }
-    }
-
-    /// Closes connections idle longer than `maxAge` (the oldest are at the front).
-    private func sweep(maxAge: TimeAmount) {
-        let oldest = NIODeadline.now() - maxAge
-        let stale = idle.prefix { $0.idleSince <= oldest }
-        guard !stale.isEmpty else { return }
-        idle.removeFirst(stale.count)
-        for handler in stale { handler.channel?.close(promise: nil) }
-    }
-
-    func closeAll() {
-        sweeper?.cancel()
-        let all = idle
-        idle.removeAll()
-        for handler in all { handler.channel?.close(promise: nil) }
     }
 }
 

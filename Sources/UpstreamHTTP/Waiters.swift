@@ -7,10 +7,10 @@ import NIOCore
 /// waiter overall (a scan of the lines, one per loop). A waiter that leaves (its client went away, or it waited
 /// for its whole timeout) is only marked as gone, O(1): its entry is dropped once it reaches the front, and a
 /// line is compacted when its gone entries outnumber its waiters, so leaving is O(1) amortised and no line
-/// holds more than about twice its waiters. Not thread-safe: the pool keeps it behind a lock.
-struct Waiters {
+/// holds more than about twice its waiters. Not thread-safe: the pool's state machine keeps it, behind the pool's lock.
+struct Waiters<Waiter: PoolWaiter> {
     /// Oldest first. Invariant: the front entry of each line is waiting (gone ones are dropped from the front).
-    private var lines: [CircularBuffer<Exchange>]
+    private var lines: [CircularBuffer<Waiter>]
     /// Entries of each line still waiting.
     private var waitingIn: [Int]
     /// Waiters across every line.
@@ -18,7 +18,7 @@ struct Waiters {
     private var nextTicket: UInt64 = 0
 
     /// Gone entries a line may hold beyond its waiters before it is compacted.
-    static let compactionSlack = 16
+    static var compactionSlack: Int { 16 }
 
     init(loops: Int) {
         lines = (0..<loops).map { _ in CircularBuffer(initialCapacity: 4) }
@@ -30,39 +30,42 @@ struct Waiters {
     /// Entries held by a loop's line, gone ones included (for tests of the memory bound).
     func entries(onLoop index: Int) -> Int { lines[index].count }
 
-    mutating func append(_ exchange: Exchange) {
-        precondition(!exchange.isWaiting, "an exchange waits in one place at a time")
-        exchange.ticket = nextTicket
+    mutating func append(_ waiter: Waiter) {
+        precondition(!waiter.isWaiting, "a waiter waits in one place at a time")
+        waiter.ticket = nextTicket
         nextTicket &+= 1
-        exchange.isWaiting = true
-        lines[exchange.loopIndex].append(exchange)
-        waitingIn[exchange.loopIndex] += 1
+        waiter.isWaiting = true
+        lines[waiter.loopIndex].append(waiter)
+        waitingIn[waiter.loopIndex] += 1
         count += 1
     }
 
-    /// Takes `exchange` out of line; false when it was not waiting (already served, or gone).
+    /// Takes `waiter` out of line; false when it was not waiting (already served, or gone).
     @discardableResult
-    mutating func remove(_ exchange: Exchange) -> Bool {
-        guard exchange.isWaiting else { return false }
-        exchange.isWaiting = false
-        waitingIn[exchange.loopIndex] -= 1
+    mutating func remove(_ waiter: Waiter) -> Bool {
+        guard waiter.isWaiting else { return false }
+        waiter.isWaiting = false
+        waitingIn[waiter.loopIndex] -= 1
         count -= 1
-        tidy(exchange.loopIndex)
+        tidy(waiter.loopIndex)
         return true
     }
 
+    /// The longest waiter of loop `index`, if any, still in line.
+    func first(onLoop index: Int) -> Waiter? { lines[index].first }
+
     /// The longest waiter of loop `index`, if any.
-    mutating func popFirst(onLoop index: Int) -> Exchange? {
-        guard let exchange = lines[index].popFirst() else { return nil }
-        exchange.isWaiting = false
+    mutating func popFirst(onLoop index: Int) -> Waiter? {
+        guard let waiter = lines[index].popFirst() else { return nil }
+        waiter.isWaiting = false
         waitingIn[index] -= 1
         count -= 1
         tidy(index)
-        return exchange
+        return waiter
     }
 
     /// The longest waiter of any loop, if any.
-    mutating func popFirst() -> Exchange? {
+    mutating func popFirst() -> Waiter? {
         var oldest: (index: Int, ticket: UInt64)?
         for index in lines.indices {
             guard let front = lines[index].first else { continue }

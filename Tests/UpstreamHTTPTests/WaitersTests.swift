@@ -1,34 +1,18 @@
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import Testing
 
 @testable import UpstreamHTTP
 
 /// The pool's waiter line without sockets: order, leaving, and the memory a line may hold.
 @Suite struct WaitersTests {
-    /// Exchanges that are never run (only their promise needs a loop); each test fails them all at the end, as
-    /// a promise must be completed.
-    final class Fixture {
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        var made: [Exchange] = []
-
-        func exchange(loop index: Int) -> Exchange {
-            let exchange = Exchange(
-                head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/"), body: nil, mode: .stream,
-                readTimeout: .seconds(1), eventLoop: loop, loopIndex: index)
-            made.append(exchange)
-            return exchange
-        }
-
-        deinit {
-            for exchange in made { exchange.fail(.shutDown) }
-        }
+    /// Stand-in waiters: the line reads only their loop and keeps their place.
+    struct Fixture {
+        func exchange(loop index: Int) -> TestWaiter { TestWaiter(loop: index) }
     }
 
     @Test func theLongestWaiterOfAnyLoopGoesFirst() {
         let fixture = Fixture()
-        var waiters = Waiters(loops: 3)
+        var waiters = Waiters<TestWaiter>(loops: 3)
         let order = [2, 0, 2, 1, 0].map { fixture.exchange(loop: $0) }
         for exchange in order { waiters.append(exchange) }
         #expect(waiters.count == 5)
@@ -39,7 +23,7 @@ import Testing
 
     @Test func aLoopsOwnLineIsServedInOrder() {
         let fixture = Fixture()
-        var waiters = Waiters(loops: 2)
+        var waiters = Waiters<TestWaiter>(loops: 2)
         let a = fixture.exchange(loop: 1)
         let b = fixture.exchange(loop: 0)
         let c = fixture.exchange(loop: 1)
@@ -54,7 +38,7 @@ import Testing
     /// slot while a live waiter behind it went on waiting.
     @Test func aWaiterThatLeftIsNeverServed() {
         let fixture = Fixture()
-        var waiters = Waiters(loops: 2)
+        var waiters = Waiters<TestWaiter>(loops: 2)
         let gone = fixture.exchange(loop: 0)
         let live = fixture.exchange(loop: 0)
         let other = fixture.exchange(loop: 1)
@@ -79,14 +63,14 @@ import Testing
     /// holds much more than its waiters, however many leave behind a waiter that stays.
     @Test func goneEntriesAreBounded() {
         let fixture = Fixture()
-        var waiters = Waiters(loops: 1)
+        var waiters = Waiters<TestWaiter>(loops: 1)
         let first = fixture.exchange(loop: 0)
         waiters.append(first)
         for _ in 0..<10_000 {
             let passing = fixture.exchange(loop: 0)
             waiters.append(passing)
             waiters.remove(passing)
-            #expect(waiters.entries(onLoop: 0) <= 2 * waiters.count + Waiters.compactionSlack + 1)
+            #expect(waiters.entries(onLoop: 0) <= 2 * waiters.count + Waiters<TestWaiter>.compactionSlack + 1)
         }
         #expect(waiters.count == 1)
         #expect(waiters.popFirst() === first)
@@ -95,7 +79,7 @@ import Testing
 
     @Test func manyWaitersLeavingInAnyOrderKeepTheRestInOrder() {
         let fixture = Fixture()
-        var waiters = Waiters(loops: 4)
+        var waiters = Waiters<TestWaiter>(loops: 4)
         let all = (0..<400).map { fixture.exchange(loop: $0 % 4) }
         for exchange in all { waiters.append(exchange) }
         var generator = SystemRandomNumberGenerator()
