@@ -47,6 +47,7 @@ struct Serve: AsyncParsableCommand {
         if let files = raiseOpenFileLimit() {
             logger.info("open-file limit: \(files.after) (was \(files.before))")
         }
+        pinMallocMmapThreshold()
         let services = try ProxyServices(config: config, keys: keys, keyProvenance: provenance, logger: logger)
         let addresses: Logger.Metadata = [
             "ecdsa_address": "\(keys.ecdsaAddress)", "ed25519_address": "\(keys.ed25519Address)",
