@@ -18,6 +18,8 @@ import Synchronization
 /// `stub-pause-<ms>` answers after `ms` when not streamed, and streams its first chunk at once and the rest
 /// after `ms` of silence when streamed (a model "generating");
 /// any model containing `reasoning` adds `reasoning_content` and `reasoning` fields;
+/// `stub-large-<bytes>` replies (not streamed) with that many bytes of text instead of the echo, so a test
+/// can measure what holding and sealing a large answer costs the proxy;
 /// `stub-echo-auth[-form]` answers 400 with the credential it received echoed in its body (as a careless
 /// upstream might; see `echo(key:form:)`), to prove the proxy scrubs its key. With a `ChutesE2EEDevRelay` it
 /// also serves Chutes' E2EE endpoints and the instance evidence (development only).
@@ -235,7 +237,7 @@ public final class StubUpstream: Sendable {
         let id = (chat ? "chatcmpl-" : "cmpl-") + (body["request_id"]?.stringValue ?? "stub-" + Self.digest(bytes))
         let prompt = Self.lastText(body, chat: chat)
         let leaks = Leaks(body)
-        let reply = (leaks.contains(.echo) ? prompt : "") + "Echo: " + prompt
+        let reply = Self.largeReply(model) ?? (leaks.contains(.echo) ? prompt : "") + "Echo: " + prompt
         let reasoning = model.contains("reasoning") ? "Thinking about: \(prompt)" : nil
         if body["stream"] == .bool(true) {
             return stream(
@@ -403,6 +405,17 @@ public final class StubUpstream: Sendable {
     }
 
     static let created = 1_700_000_000
+
+    /// The reply of `stub-large-<bytes>` (at most 64 MiB): lines of text, so its JSON has escapes as generated
+    /// text does.
+    static func largeReply(_ model: String) -> String? {
+        guard model.hasPrefix("stub-large-"), let size = Int(model.dropFirst("stub-large-".count)),
+            (0...(64 << 20)).contains(size)
+        else { return nil }
+        let line = "All work and no play makes a large answer.\n"
+        let lines = String(repeating: line, count: size / line.utf8.count + 1)
+        return String(decoding: lines.utf8.prefix(size), as: UTF8.self)
+    }
 
     /// A 400 whose body echoes the credential the way a careless upstream might: `stub-echo-auth` as is in
     /// `error`; `-detail` as is in `detail`; `-escaped` with one character JSON-escaped (`\u002d`); `-url`

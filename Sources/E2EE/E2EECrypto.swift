@@ -114,11 +114,20 @@ enum E2EECrypto {
     static func seal(
         plaintext: [UInt8], key: SymmetricKey, ephemeralPublic: [UInt8], nonce: [UInt8], aad: [UInt8]?
     ) throws(E2EEError) -> [UInt8] {
+        ephemeralPublic + (try seal(plaintext: plaintext, key: key, nonce: nonce, aad: aad))
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag` for `plaintext`: a field but its ephemeral key, exactly as the sealed box holds
+    /// it, so a large answer's ciphertext is not copied again on its way out.
+    static func seal(
+        plaintext: some DataProtocol, key: SymmetricKey, nonce: [UInt8], aad: [UInt8]?
+    ) throws(E2EEError) -> Data {
         do {
             let gcmNonce = try AES.GCM.Nonce(data: nonce)
             // v1 has no AAD, which AES-GCM treats exactly like empty AAD.
             let box = try AES.GCM.seal(plaintext, using: key, nonce: gcmNonce, authenticating: aad ?? [])
-            return ephemeralPublic + nonce + Array(box.ciphertext) + Array(box.tag)
+            guard let combined = box.combined else { throw E2EEError.encryptionFailed }  // only for other nonce sizes
+            return combined
         } catch {
             throw .encryptionFailed
         }

@@ -136,16 +136,23 @@ public struct ResponseSealer: Sendable {
     }
 
     /// hex(ephemeral ‖ nonce ‖ ciphertext ‖ tag) of `plaintext` with the given AAD.
+    ///
+    /// An answer's text can be tens of MB, so it is sealed from the string's own UTF-8 and the hex written
+    /// straight from the sealed box: no copy of the text, the box or the field is made here.
     func sealField(_ plaintext: String, aad: String?) throws(E2EEError) -> String {
         let nonce: [UInt8]
         switch nonces {
         case .random: nonce = E2EECrypto.randomNonce()
         case .fixed(let fixed): nonce = fixed
         }
-        let field = try E2EECrypto.seal(
-            plaintext: Array(plaintext.utf8), key: key, ephemeralPublic: ephemeralPublic, nonce: nonce,
-            aad: aad.map { Array($0.utf8) })
-        return Hex.encode(field)
+        var plaintext = plaintext  // `withUTF8` is mutating only to make a bridged string contiguous
+        let sealed = try plaintext.withUTF8 { utf8 in
+            Result { () throws(E2EEError) in
+                try E2EECrypto.seal(
+                    plaintext: UnsafeRawBufferPointer(utf8), key: key, nonce: nonce, aad: aad.map { Array($0.utf8) })
+            }
+        }.get()
+        return ephemeralPublic.withUnsafeBytes { ephemeral in sealed.withUnsafeBytes { Hex.encode(ephemeral, $0) } }
     }
 }
 

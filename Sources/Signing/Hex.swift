@@ -16,6 +16,24 @@ public enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Lowercase hex of `first` followed by `second`, written straight into the one string returned: an E2EE
+    /// answer field (ephemeral key, then nonce ‖ ciphertext ‖ tag) is as large as the answer, and each byte
+    /// array or joined copy on the way would hold it once more.
+    @inlinable
+    public static func encode(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: 2 * (first.count + second.count)) { out in
+            var written = 0
+            for part in [first, second] {
+                for byte in part {
+                    out[written] = digits[Int(byte >> 4)]
+                    out[written + 1] = digits[Int(byte & 0x0f)]
+                    written += 2
+                }
+            }
+            return written
+        }
+    }
+
     /// Bytes of an even-length hex string (either case, no prefix); nil for anything else.
     @inlinable
     public static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {

@@ -26,6 +26,13 @@ import Testing
         #expect(String(decoding: value.serialized(), as: UTF8.self) == #""\u0001\t""#)
     }
 
+    @Test func serializedCountIsTheSerialisationsLength() throws {
+        let text = #"{"a":[1,-2.5e3,true,false,null,{}],"b":"q\"\\\n\r\t\b\f\u0001 é😀","":[]}"#
+        for value in [try JSONValue(parsing: Array(text.utf8)), "", [], .object([:]), .null, .number("0")] {
+            #expect(value.serializedCount == value.serialized().count)
+        }
+    }
+
     @Test func duplicateKeysKeepTheLastValue() throws {
         let value = try JSONValue(parsing: Array(#"{"a":1,"a":2}"#.utf8))
         #expect(value["a"] == .number("2"))

@@ -126,15 +126,16 @@ public struct V3ResponseSealer: Sendable {
         finished = final
         let aad: [UInt8] = final ? Array("final".utf8) : []
         // Both AEADs take 32-byte keys and 12-byte nonces, which is all that can go wrong: the force-tries
-        // cannot fail.
+        // cannot fail. The box's nonce ‖ ciphertext ‖ tag is copied once, without the nonce: a chunk may be a
+        // whole answer of tens of MB.
         switch suite {
         case .x25519AES256GCM, .xwingAES256GCM:
             let box = try! AES.GCM.seal(plaintext, using: key, nonce: AES.GCM.Nonce(data: nonce), authenticating: aad)
-            return Array(box.combined!.dropFirst(V3Suite.nonceLength))  // nonce ‖ ciphertext ‖ tag, without the nonce
+            return Array(box.combined!.dropFirst(V3Suite.nonceLength))
         case .x25519ChaCha20Poly1305:
             let box = try! ChaChaPoly.seal(
                 plaintext, using: key, nonce: ChaChaPoly.Nonce(data: nonce), authenticating: aad)
-            return Array(box.ciphertext) + Array(box.tag)
+            return Array(box.combined.dropFirst(V3Suite.nonceLength))
         }
     }
 

@@ -10,13 +10,22 @@ public enum V3Framing {
         body: some DataProtocol, sealer: inout V3ResponseSealer, usage: JSONObject?, padBytes: Int
     ) -> [UInt8] {
         let gap = padding(for: body.count, to: padBytes)
-        // Trailing spaces after a JSON document are insignificant to every JSON reader.
-        let final =
-            gap == 0
-            ? sealer.seal(body, final: true)
-            : sealer.seal(Array(body) + [UInt8](repeating: UInt8(ascii: " "), count: gap), final: true)
+        let final: [UInt8]
+        if gap == 0 {
+            final = sealer.seal(body, final: true)
+        } else {
+            // Trailing spaces after a JSON document are insignificant to every JSON reader.
+            var padded: [UInt8] = []
+            padded.reserveCapacity(body.count + gap)
+            padded += body
+            padded += repeatElement(UInt8(ascii: " "), count: gap)
+            final = sealer.seal(padded, final: true)
+        }
+        // Reserved whole: an array outgrowing its capacity holds its old and new storage at once, and the
+        // answer can be tens of MB. The members around `f` and `usage` take under 128 bytes.
         var out: [UInt8] = []
-        out.reserveCapacity(final.count * 4 / 3 + 160)
+        out.reserveCapacity(
+            (final.count + 2) / 3 * 4 + 128 + (usage.map { JSONValue.object($0).serializedCount } ?? 0))
         out += #"{"object":"e2ee.v3","e2ee":{"v":3,"n":""#.utf8
         Base64.encode(sealer.responseNonce, into: &out)
         out += #"","f":""#.utf8

@@ -108,14 +108,19 @@ struct CompletionPipeline: Sendable {
             if let asked = sent.streamRequested { asked } else {
                 response.contentType?.lowercased().hasPrefix("text/event-stream") ?? false
             }
+        let tickets = Tickets(slot: sent.ticket, inFlight: inFlight)
         if streams {
             return relayStream(
                 response, upstream: upstream, headers: headers, receipt: context, protection: protection,
-                tickets: Tickets(slot: sent.ticket, inFlight: inFlight), timing: timing, logger: logger)
+                tickets: tickets, timing: timing, logger: logger)
         }
+        // A whole answer is held by each of these until they go out of scope: handed over instead, it can be
+        // let go of as soon as relayJSON has read it (issue #20).
+        _ = consume sent
+        _ = consume answer
         return try await relayJSON(
-            response, upstream: upstream, headers: headers, receipt: context, protection: protection,
-            tickets: Tickets(slot: sent.ticket, inFlight: inFlight), timing: timing, logger: logger)
+            consume response, upstream: upstream, headers: headers, receipt: context, protection: protection,
+            tickets: tickets, timing: timing, logger: logger)
     }
 
     /// A request on its way: what the rest of the pipeline needs from the request side.
@@ -422,31 +427,35 @@ struct CompletionPipeline: Sendable {
             error.headers = headers
             throw error
         }
-        let plaintext: [UInt8]
-        do throws(ProxyError) {
-            plaintext = Array(try upstream.relayedError(status: response.status, body: body).readableBytesView)
-        } catch {
-            plaintext = error.body
-        }
         var sealer = session.responseSealer()
-        let envelope = V3Framing.jsonEnvelope(
-            body: plaintext, sealer: &sealer, usage: nil, padBytes: v3Framing.padBytes)
+        func envelope(_ plaintext: some DataProtocol) -> [UInt8] {
+            V3Framing.jsonEnvelope(body: plaintext, sealer: &sealer, usage: nil, padBytes: v3Framing.padBytes)
+        }
+        let sealed: [UInt8]
+        do throws(ProxyError) {
+            // Sealed where it lies: an error body can be as large as any answer.
+            sealed = envelope(try upstream.relayedError(status: response.status, body: body).readableBytesView)
+        } catch {
+            sealed = envelope(error.body)
+        }
         headers[.contentType] = "application/json"
         return Response(
-            status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: envelope))
+            status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: sealed))
         )
     }
 
     private func relayJSON(
-        _ response: UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext?,
+        _ response: consuming UpstreamResponse, upstream: Upstream, headers: HTTPFields, receipt: ReceiptContext?,
         protection: ResponseProtection, tickets: Tickets, timing: UpstreamTiming, logger: Logger
     ) async throws -> Response {
         var timing = timing
         timing.upstreamWaitBegins()
         var body = try await upstream.collect(response, logger: logger)
         timing.upstreamWaitEnds()
+        let status = response.status
         var headers = headers
         headers[.contentType] = response.contentType ?? "application/json"
+        _ = consume response  // `body` is now the answer's only holder (see `.fields`)
         let chatID: String?
         switch protection {
         case .whole(let session):
@@ -455,18 +464,29 @@ struct CompletionPipeline: Sendable {
             let (id, usage) = body.withUnsafeReadableBytes { idAndUsage(in: $0) }
             chatID = id
             var sealer = session.responseSealer()
-            body = ByteBuffer(
-                bytes: V3Framing.jsonEnvelope(
-                    body: body.readableBytesView, sealer: &sealer, usage: usage, padBytes: v3Framing.padBytes))
+            let envelope = V3Framing.jsonEnvelope(
+                body: body.readableBytesView, sealer: &sealer, usage: usage, padBytes: v3Framing.padBytes)
+            // Into the clear answer's storage, which is not needed any more: not a third buffer the answer's size.
+            body.clear()
+            body.writeBytes(envelope)
             headers[.contentType] = "application/json"
         case .fields(let sealer):
             // Only what was sealed may leave: a body we cannot parse could carry plaintext.
             guard var sealed = try? JSONValue(parsing: body.readableBytesView) else {
                 throw ProxyError.upstreamUnavailable(upstream.name.rawValue, "answered a body that is not JSON")
             }
+            // An answer may be tens of MB and its sealed form twice that, so each form goes once the next is
+            // made (issue #20): the upstream's bytes once parsed, the clear tree once sealed (`seal` replaces
+            // it), the sealed tree once written into bytes of its exact size, before they are copied to the
+            // buffer that is sent.
+            body = ByteBuffer()
             do throws(E2EEError) { try sealer.seal(&sealed) } catch { throw ProxyError(error) }
-            body = ByteBuffer(bytes: sealed.serialized())
             chatID = sealed["id"]?.stringValue
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(sealed.serializedCount)
+            sealed.serialize(into: &bytes)
+            sealed = .null
+            body = ByteBuffer(bytes: bytes)
         case .none:
             // A plain answer passes as received: only its `id` is read, without building a tree.
             chatID = receipt?.fixedChatID == nil ? body.withUnsafeReadableBytes { answerID(in: $0) } : nil
@@ -484,8 +504,7 @@ struct CompletionPipeline: Sendable {
         // end together) where a closure body takes three.
         receipts.metrics.recordOverhead(route: timing.route, timing.overhead())
         tickets.release()
-        return Response(
-            status: .init(code: response.status), headers: headers, body: ResponseBody(byteBuffer: body))
+        return Response(status: .init(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
     }
 
     private func relayStream(
