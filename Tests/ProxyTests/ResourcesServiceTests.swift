@@ -13,7 +13,7 @@ import Testing
             "VLLM_BASE_URL": "http://127.0.0.1:9",
         ])
         let services = try ProxyServices(config: config, keys: SigningKeys(), logger: Logger(label: "test"))
-        try await withRunningApp({ buildApplication(services, onServerRunning: $0) }) { _ in
+        _ = try await withRunningApp({ buildApplication(services, onServerRunning: $0) }) { _ in
             // While serving, the upstream pool takes requests (this one fails to connect: nothing listens on 9).
             await #expect(throws: ProxyError.self) {
                 _ = try await services.vllm.send(.GET, path: "/v1/models", body: nil, logger: Logger(label: "test"))
