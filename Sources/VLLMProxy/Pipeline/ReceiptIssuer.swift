@@ -18,6 +18,8 @@ struct ReceiptIssuer: Sendable {
     /// Stored record keys holding the signatures over the rest of the record, one per algorithm.
     static let recordSignaturePrefix = "record_signature_"
 
+    static func recordSignatureKey(_ algo: SigningAlgo) -> String { recordSignaturePrefix + algo.rawValue }
+
     func key(chatID: String) -> String { "\(modelName):chat:\(chatID)" }
 
     /// Stores the record unless `chatID` already has one: a record, once stored, is never overwritten
@@ -44,10 +46,16 @@ struct ReceiptIssuer: Sendable {
         }
         // `text`'s signature covers only the two hashes; this one covers what the record says besides
         // (upstream, transport, instance, attestation), which would otherwise be unauthenticated.
-        let canonical = String(decoding: JSONValue.object(record).canonicalSerialized(), as: UTF8.self)
-        record[Self.recordSignaturePrefix + SigningAlgo.ecdsa.rawValue] = .string(keys.signECDSA(canonical))
-        record[Self.recordSignaturePrefix + SigningAlgo.ed25519.rawValue] = .string(keys.signEd25519(canonical))
-        let outcome = await store.insertIfAbsent(key(chatID: chatID), JSONValue.object(record).serialized(), ttl: ttl)
+        var stored = JSONValue.object(record).canonicalSerialized()
+        let canonical = String(decoding: stored, as: UTF8.self)
+        let ecdsa = keys.signECDSA(canonical)
+        let ed25519 = keys.signEd25519(canonical)
+        // What is stored is the signed bytes with the two signatures (hex: nothing to escape) as last members:
+        // one serialisation per receipt, not a second one in another order.
+        let (ecdsaKey, ed25519Key) = (Self.recordSignatureKey(.ecdsa), Self.recordSignatureKey(.ed25519))
+        stored.removeLast()  // the object's "}" (it has members: "text" at least)
+        stored += #","\#(ecdsaKey)":"\#(ecdsa)","\#(ed25519Key)":"\#(ed25519)"}"#.utf8
+        let outcome = await store.insertIfAbsent(key(chatID: chatID), stored, ttl: ttl)
         switch outcome {
         case .inserted:
             metrics.receiptIssued(upstream: upstream.rawValue)
@@ -106,7 +114,7 @@ enum SignatureAnswer {
         // Every record_signature_* goes, not only the two known ones: a signature cannot cover itself.
         let prefix = ReceiptIssuer.recordSignaturePrefix
         body["record"] = .object(JSONObject(stored.members.filter { !$0.key.utf8.starts(with: prefix.utf8) }))
-        if let signature = stored[prefix + algo.rawValue] { body["record_signature"] = signature }
+        if let signature = stored[ReceiptIssuer.recordSignatureKey(algo)] { body["record_signature"] = signature }
         return body
     }
 }
