@@ -23,40 +23,22 @@ final class TestConnection {}
 
 /// What the tests read of the machine's answers, so that each expectation is one line.
 extension PoolStateMachine.RequestAction {
-    var used: Connection? {
-        if case .use(let connection) = self { connection } else { nil }
-    }
-    var connects: Bool {
-        if case .connect = self { true } else { false }
-    }
-    var waits: Bool {
-        if case .wait = self { true } else { false }
-    }
-    var retiring: (Connection, loop: Int)? {
-        if case .wait(let retiring) = self { retiring } else { nil }
-    }
-    var refused: Bool {
-        if case .fail(.shutDown) = self { true } else { false }
-    }
+    var used: Connection? { if case .use(let connection) = self { connection } else { nil } }
+    var connects: Bool { if case .connect = self { true } else { false } }
+    var waits: Bool { if case .wait = self { true } else { false } }
+    var retiring: (Connection, loop: Int)? { if case .wait(let retiring) = self { retiring } else { nil } }
+    var refused: Bool { if case .fail(.shutDown) = self { true } else { false } }
 }
 
 extension PoolStateMachine.ReleaseAction {
-    var served: Waiter? {
-        if case .use(let waiter) = self { waiter } else { nil }
-    }
-    var closes: Bool {
-        if case .close = self { true } else { false }
-    }
-    var keeps: Bool {
-        if case .keep = self { true } else { false }
-    }
+    var served: Waiter? { if case .use(let waiter) = self { waiter } else { nil } }
+    var closes: Bool { if case .close = self { true } else { false } }
+    var keeps: Bool { if case .keep = self { true } else { false } }
 }
 
 extension PoolStateMachine.SlotAction {
     /// The waiter the slot passed to; nil when it was released.
-    var handed: Waiter? {
-        if case .connect(let waiter) = self { waiter } else { nil }
-    }
+    var handed: Waiter? { if case .connect(let waiter) = self { waiter } else { nil } }
 }
 
 /// Every transition of the pool's state machine, without a socket, a loop or a clock.
@@ -81,10 +63,11 @@ extension PoolStateMachine.SlotAction {
         return (machine, connections)
     }
 
-    /// A machine whose `max` slots are all taken by exchanges in flight on loop 0.
-    static func busy(loops: Int = 2, max: Int = 1) -> Machine {
+    /// A machine whose `max` slots are all taken by exchanges in flight on loop 0, and `waiting` in line, in order.
+    static func busy(loops: Int = 2, max: Int = 1, waiting: [TestWaiter] = []) -> Machine {
         var machine = Machine(loops: loops, maxConnections: max, idleTimeout: idleTimeout)
         for _ in 0..<max { _ = machine.request(TestWaiter(loop: 0), now: at(0)) }
+        for waiter in waiting { _ = machine.request(waiter, now: at(0)) }
         return machine
     }
 
@@ -161,11 +144,9 @@ extension PoolStateMachine.SlotAction {
     // MARK: Connections coming back
 
     @Test func aConnectionFreeAgainServesTheLongestWaiterOfItsLoop() {
-        var machine = Self.busy()
         let first = TestWaiter(loop: 0)
         let second = TestWaiter(loop: 0)
-        _ = machine.request(first, now: Self.at(0))
-        _ = machine.request(second, now: Self.at(0))
+        var machine = Self.busy(waiting: [first, second])
         let served = machine.released(TestConnection(), loop: 0, now: Self.at(1)).served
         #expect(served === first && !first.isWaiting && second.isWaiting)
         #expect(machine.idleCount == 0 && machine.open == 1)
@@ -215,9 +196,8 @@ extension PoolStateMachine.SlotAction {
     }
 
     @Test func aFailedConnectFreesItsSlotForTheNextWaiter() {
-        var machine = Self.busy()
         let waiter = TestWaiter(loop: 0)
-        _ = machine.request(waiter, now: Self.at(0))
+        var machine = Self.busy(waiting: [waiter])
         let next = machine.slotFreed().handed
         #expect(next === waiter && machine.open == 1)
         let none = machine.slotFreed().handed
@@ -228,11 +208,9 @@ extension PoolStateMachine.SlotAction {
 
     /// Issue #20: a waiter whose client left is never sent, and the slot goes to the live waiter behind it.
     @Test func aCancelledWaiterIsNeverHandedASlot() {
-        var machine = Self.busy()
         let leaving = TestWaiter(loop: 0)
         let staying = TestWaiter(loop: 0)
-        _ = machine.request(leaving, now: Self.at(0))
-        _ = machine.request(staying, now: Self.at(0))
+        var machine = Self.busy(waiting: [leaving, staying])
         let left = machine.cancelled(leaving)
         let leftAgain = machine.cancelled(leaving)
         #expect(left && !leftAgain, "leaving twice is harmless")
@@ -244,11 +222,9 @@ extension PoolStateMachine.SlotAction {
     /// Cancelled after it was handed a slot (while connecting): the machine says so, and the runner hands the slot
     /// on (`slotFreed`), to the next waiter.
     @Test func aWaiterCancelledAfterItWasHandedASlotPassesItOn() {
-        var machine = Self.busy()
         let first = TestWaiter(loop: 0)
         let second = TestWaiter(loop: 0)
-        _ = machine.request(first, now: Self.at(0))
-        _ = machine.request(second, now: Self.at(0))
+        var machine = Self.busy(waiting: [first, second])
         let handed = machine.closed(TestConnection(), loop: 0).handed
         #expect(handed === first)
         let stillInLine = machine.cancelled(first)
@@ -258,9 +234,8 @@ extension PoolStateMachine.SlotAction {
     }
 
     @Test func aWaitLongerThanTheTimeoutEndsInLine() {
-        var machine = Self.busy()
         let waiter = TestWaiter(loop: 0)
-        _ = machine.request(waiter, now: Self.at(0))
+        var machine = Self.busy(waiting: [waiter])
         let timedOut = machine.waitTimedOut(waiter)
         #expect(timedOut && machine.waiting == 0)
         let next = machine.closed(TestConnection(), loop: 0).handed
@@ -269,9 +244,8 @@ extension PoolStateMachine.SlotAction {
 
     /// The timer fires just after a slot was handed to the waiter: too late, the waiter is served.
     @Test func aLateWaitTimerIsIgnored() {
-        var machine = Self.busy()
         let waiter = TestWaiter(loop: 0)
-        _ = machine.request(waiter, now: Self.at(0))
+        var machine = Self.busy(waiting: [waiter])
         _ = machine.closed(TestConnection(), loop: 0)
         let timedOut = machine.waitTimedOut(waiter)
         #expect(!timedOut && machine.open == 1)
@@ -328,7 +302,7 @@ extension PoolStateMachine.SlotAction {
     /// every request is handed at most one slot or connection and never after it left, and every one ends.
     @Test(arguments: [1, 2, 3, 7, 42])
     func invariantsHoldUnderRandomEvents(seed: UInt64) {
-        var random = SplitMix(seed: seed)
+        var random = XorShift(seed: seed)
         let loops = 3
         let max = 3
         var machine = Machine(loops: loops, maxConnections: max, idleTimeout: Self.idleTimeout)
@@ -443,15 +417,14 @@ extension PoolStateMachine.SlotAction {
     }
 }
 
-/// A small seeded generator: the random test replays the same events for a seed.
-struct SplitMix: RandomNumberGenerator {
+/// A small seeded generator (xorshift64*): the random test replays the same events for a seed.
+struct XorShift: RandomNumberGenerator {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { state = seed | 1 }  // never zero: zero is xorshift's fixed point
     mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49B9_1331_11EB
-        return z ^ (z >> 31)
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
     }
 }
