@@ -71,7 +71,6 @@ struct ConnectionStateMachine<Request: ConnectionExchange> {
     private(set) var state = State.idle
     /// Numbers this connection's exchanges, so late callbacks of an old stream can tell they are no longer current.
     private(set) var serial: UInt64 = 0
-    private(set) var idleSince: NIODeadline
     private var keepAlive = true
     /// Whether this connection already served an exchange (a stale keep-alive connection can fail at once).
     private var servedBefore = false
@@ -86,7 +85,6 @@ struct ConnectionStateMachine<Request: ConnectionExchange> {
     private var pendingChunks = ByteBuffer()
 
     init(now: NIODeadline) {
-        idleSince = now
         lastActivity = now
     }
 
@@ -191,10 +189,10 @@ struct ConnectionStateMachine<Request: ConnectionExchange> {
         responseBytesSeen = true
         switch state {
         case .collecting(let request, let head, let body, _):
-            return .deliverWhole(request, head, body, finish(now: now))
+            return .deliverWhole(request, head, body, finish())
         case .streaming:
             let chunks = takePendingChunks()
-            return .finishStream(chunks, finish(now: now))
+            return .finishStream(chunks, finish())
         case .closed:
             return .none
         case .idle, .awaitingHead:
@@ -301,7 +299,7 @@ struct ConnectionStateMachine<Request: ConnectionExchange> {
         return .retry(request, close: close)
     }
 
-    private mutating func finish(now: NIODeadline) -> Finish {
+    private mutating func finish() -> Finish {
         servedBefore = true
         readsPaused = false
         let read = readPending
@@ -311,7 +309,6 @@ struct ConnectionStateMachine<Request: ConnectionExchange> {
             return Finish(reuse: false, read: read)
         }
         state = .idle
-        idleSince = now
         return Finish(reuse: true, read: read)
     }
 
