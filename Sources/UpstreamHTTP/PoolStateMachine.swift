@@ -149,15 +149,12 @@ struct PoolStateMachine<Connection: AnyObject, Waiter: PoolWaiter> {
         removeStale(loop: loop, now: now)
     }
 
-    /// The pool takes no more requests: the idle connections (to close) and the waiters (to fail) leave it.
-    /// Exchanges in flight finish; their connections then close (`released` answers `close`).
-    mutating func shutdown() -> (idle: [(Connection, loop: Int)], waiters: [Waiter]) {
+    /// The pool takes no more requests: the idle connections (to close, per loop) and the waiters (to fail) leave
+    /// it. Exchanges in flight finish; their connections then close (`released` answers `close`).
+    mutating func shutdown() -> (idle: [[Connection]], waiters: [Waiter]) {
         isShutDown = true
-        var connections: [(Connection, loop: Int)] = []
-        for loop in idle.indices {
-            connections += idle[loop].map { ($0.connection, loop) }
-            idle[loop].removeAll()
-        }
+        let connections = idle.map { $0.map(\.connection) }
+        idle = Array(repeating: [], count: idle.count)
         var failed: [Waiter] = []
         while let waiter = waiters.popFirst() { failed.append(waiter) }
         return (connections, failed)

@@ -160,8 +160,9 @@ public final class UpstreamConnectionPool: Sendable {
     public func shutdown() async {
         for sweeper in sweepers.withLock({ $0 }) { sweeper.cancel() }
         let (idle, waiters) = state.withLock { $0.shutdown() }
-        for (handler, loop) in idle {
-            try? await loops[loop].submit { handler.retire() }.get()
+        // One hop per loop, not one per connection: thousands may be idle.
+        for (loop, handlers) in zip(loops, idle) where !handlers.isEmpty {
+            try? await loop.submit { for handler in handlers { handler.retire() } }.get()
         }
         for exchange in waiters {
             exchange.eventLoop.execute {
@@ -234,8 +235,13 @@ public final class UpstreamConnectionPool: Sendable {
         exchange.connection?.close(promise: nil)
     }
 
-    /// A slot came free (a connection closed, a connect failed, or a waiter handed a slot had left).
-    private func slotFreed(_ action: PoolStateMachine<UpstreamConnectionHandler, Exchange>.SlotAction) {
+    /// A slot came free without a connection closing: a connect failed, or a waiter handed a slot had left.
+    private func freeSlot() {
+        carryOut(state.withLock { $0.slotFreed() })
+    }
+
+    /// Where a freed slot goes: to the waiter the machine chose, on its loop.
+    private func carryOut(_ action: PoolStateMachine<UpstreamConnectionHandler, Exchange>.SlotAction) {
         guard case .connect(let waiter) = action else { return }
         if waiter.eventLoop.inEventLoop {
             connectWaiter(waiter)
@@ -248,7 +254,7 @@ public final class UpstreamConnectionPool: Sendable {
     private func connectWaiter(_ waiter: Exchange) {
         waiter.stopWaitTimer()
         // Its client left after it was taken from the line: the slot goes on to the next waiter.
-        guard !waiter.cancelled, !waiter.completed else { return slotFreed(state.withLock { $0.slotFreed() }) }
+        guard !waiter.cancelled, !waiter.completed else { return freeSlot() }
         connect(for: waiter)
     }
 
@@ -279,7 +285,7 @@ public final class UpstreamConnectionPool: Sendable {
         let serverHostname = resolved == nil ? endpoint.host : nil
         let callbacks = UpstreamConnectionHandler.Callbacks(
             reusable: { handler in self.released(handler, loop: loop) },
-            closed: { handler in self.slotFreed(self.state.withLock { $0.closed(handler, loop: loop) }) },
+            closed: { handler in self.carryOut(self.state.withLock { $0.closed(handler, loop: loop) }) },
             retry: { exchange in self.start(exchange) })
         ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
@@ -308,14 +314,14 @@ public final class UpstreamConnectionPool: Sendable {
                     else {
                         // Without its handler the channel's close reports to nobody: the slot is passed on here.
                         channel.close(promise: nil)
-                        self.slotFreed(self.state.withLock { $0.slotFreed() })
+                        self.freeSlot()
                         return exchange.fail(.connectionClosed)
                     }
                     // An exchange cancelled meanwhile is failed there, unsent, and the new connection serves the
                     // next waiter or goes idle.
                     handler.start(exchange)
                 case .failure(let error):
-                    self.slotFreed(self.state.withLock { $0.slotFreed() })
+                    self.freeSlot()
                     exchange.fail(Self.connectError(error))
                 }
             }

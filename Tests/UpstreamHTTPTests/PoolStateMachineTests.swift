@@ -275,7 +275,8 @@ extension PoolStateMachine.SlotAction {
         let action = machine.request(waiter, now: Self.at(1)).action
         #expect(action.retiring?.0 === connections[0])
         let (idle, waiters) = machine.shutdown()
-        #expect(idle.isEmpty, "the only idle one was already retired")
+        let idleLeft = idle.joined().count
+        #expect(idleLeft == 0, "the only idle one was already retired")
         #expect(waiters.count == 1 && waiters.first === waiter && !waiter.isWaiting)
         let later = machine.request(TestWaiter(loop: 0), now: Self.at(2)).action
         #expect(later.refused)
@@ -292,7 +293,7 @@ extension PoolStateMachine.SlotAction {
         _ = machine.released(TestConnection(), loop: 0, now: Self.at(0))
         _ = machine.released(TestConnection(), loop: 1, now: Self.at(0))
         let (idle, waiters) = machine.shutdown()
-        #expect(idle.map(\.loop).sorted() == [0, 1] && waiters.isEmpty)
+        #expect(idle.map(\.count) == [1, 1] && waiters.isEmpty)
         #expect(machine.idleCount == 0)
     }
 
